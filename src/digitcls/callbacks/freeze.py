@@ -1,0 +1,116 @@
+"""Train only the head first: freeze the convolutional body until ``unfreeze_at_epoch``."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BaseFinetuning
+from torch import nn
+from torch.optim import Optimizer
+
+from digitcls.errors import ConfigError
+from digitcls.model.optim import adopt_new_param_groups
+
+log = logging.getLogger("digitcls")
+
+
+def body_of(pl_module: pl.LightningModule) -> nn.Module:
+    """The module to freeze: ``pl_module.backbone.features`` (torchvision's body), else ``pl_module.backbone``."""
+    backbone = getattr(pl_module, "backbone", None)
+    if not isinstance(backbone, nn.Module):
+        raise ConfigError(
+            f"freeze_nonlinear_epoch: {type(pl_module).__name__} has no `backbone` module to freeze; "
+            "set freeze_nonlinear_epoch=0."
+        )
+    features = getattr(backbone, "features", None)
+    return features if isinstance(features, nn.Module) else backbone
+
+
+def _batchnorms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class FreezeBackbone(BaseFinetuning):
+    """Freeze the body (weights *and* BatchNorm statistics) for epochs ``0 .. unfreeze_at_epoch - 1``.
+
+    While frozen, BatchNorm layers run in eval mode: they normalise with their running statistics
+    in training exactly as in validation. (Lightning's ``train_bn=False`` alone stops the statistics
+    from updating but still normalises training batches with batch statistics, so the head would learn
+    on features that validation never sees.)
+
+    At ``unfreeze_at_epoch`` the body joins the optimizer as a new param group at the head's *current*
+    learning rate, not Lightning's default of a tenth of it: the weights are a local file (often an
+    earlier run, or a model trained on other data) that still needs real training on digits, the
+    configured ``learning_rate`` stays the one that applies, and the scheduler drives both groups
+    alike (see :func:`~digitcls.model.optim.adopt_new_param_groups`).
+
+    ``unfreeze_at_epoch=0`` does nothing. Multi-process training is refused: DDP registers only the
+    parameters that require grad when it wraps the model, so a body unfrozen later would never have
+    its gradients synchronised (Lightning issue #20340) and the replicas would drift apart silently.
+    """
+
+    def __init__(self, unfreeze_at_epoch: int) -> None:
+        super().__init__()
+        if (
+            isinstance(unfreeze_at_epoch, bool)
+            or not isinstance(unfreeze_at_epoch, int)
+            or unfreeze_at_epoch < 0
+        ):
+            raise ConfigError(
+                f"freeze_nonlinear_epoch: must be an integer >= 0, got {unfreeze_at_epoch!r}; "
+                "e.g. freeze_nonlinear_epoch=2 (0 = never freeze)."
+            )
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.frozen = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # `trainer.test` after `fit` must not freeze the trained body again
+        if stage != "fit" or self.unfreeze_at_epoch == 0:
+            return
+        if trainer.world_size > 1:
+            raise ConfigError(
+                f"freeze_nonlinear_epoch: freezing the backbone does not work with {trainer.world_size} "
+                "processes (DDP never synchronises parameters unfrozen after it wraps the model). "
+                "Set freeze_nonlinear_epoch=0, or train on one device (trainer.devices=1)."
+            )
+        super().setup(trainer, pl_module, stage)
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        # called from `setup`, before `configure_optimizers`: the optimizer sees only the head
+        self.freeze(body_of(pl_module), train_bn=False)
+        self.frozen = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # here and not at freeze time: Lightning warns about modules left in eval mode before this hook
+        if self.frozen:
+            for bn in _batchnorms(body_of(pl_module)):
+                bn.eval()
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer) -> None:
+        # `>=`, not `==`: a run resumed after the unfreeze epoch must unfreeze too
+        if not self.frozen or epoch < self.unfreeze_at_epoch:
+            return
+        body = body_of(pl_module)
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if all(id(p) in in_optimizer for p in body.parameters()):
+            self.make_trainable(body)  # resumed: BaseFinetuning already restored the param group
+        else:
+            self.unfreeze_and_add_param_group(
+                body, optimizer, lr=optimizer.param_groups[0]["lr"], train_bn=True
+            )
+            for config in pl_module.trainer.lr_scheduler_configs:
+                if config.scheduler.optimizer is optimizer:
+                    adopt_new_param_groups(config.scheduler)
+        for bn in _batchnorms(body):
+            bn.train()
+        self.frozen = False
+        log.info("freeze: backbone body unfrozen at epoch %d", epoch)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a run that ends before the unfreeze epoch leaves the module as it found it
+        if self.frozen:
+            self.make_trainable(body_of(pl_module))
+            for bn in _batchnorms(body_of(pl_module)):
+                bn.train()
+            self.frozen = False

@@ -1,0 +1,100 @@
+"""A Hydra callback that ends every multirun with a ranked summary of its jobs.
+
+Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``. In MULTIRUN mode:
+
+* ``on_job_end`` writes ``job_status.json`` into the job folder (status, error, wall time) and
+  keeps a failed job from ending the sweep;
+* ``on_multirun_end`` writes ``summary.csv``, ``summary.md`` and ``val_acc_curves.png`` into the
+  sweep folder (see :mod:`digitcls.reports.sweep`).
+
+Nothing happens in a single run (RUN mode), including Lightning's DDP child processes, which
+re-run the job in RUN mode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from digitcls.errors import DigitclsError
+from digitcls.reports.sweep import JOB_STATUS_FILE, SUMMARY_MD, write_sweep_summary
+
+log = logging.getLogger("digitcls.sweep")
+
+
+def is_multirun(config: DictConfig) -> bool:
+    return config.hydra.mode == RunMode.MULTIRUN
+
+
+def is_global_rank_zero() -> bool:
+    """False in the extra processes of a job that SLURM or torchrun started once per device."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def write_job_status(output_dir: Path, job: int, error: BaseException | None, wall_time_s: float) -> Path:
+    status = {
+        "job": job,
+        "status": "failed" if error else "ok",
+        "error": describe(error) if error else None,
+        "traceback": "".join(traceback.format_exception(error)) if error else None,
+        "wall_time_s": round(wall_time_s, 2),
+    }
+    path = output_dir / JOB_STATUS_FILE
+    path.write_text(json.dumps(status, indent=2))
+    return path
+
+
+class SweepSummary(Callback):
+    """Per-job status files and the end-of-sweep summary. ``plot``: also draw val_acc_curves.png."""
+
+    def __init__(self, plot: bool = True) -> None:
+        self.plot = plot
+        self._started: dict[str, float] = {}
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_multirun(config):
+            self._started[config.hydra.runtime.output_dir] = time.perf_counter()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not is_multirun(config):
+            return
+        output_dir = config.hydra.runtime.output_dir
+        wall_time = time.perf_counter() - self._started.pop(output_dir, time.perf_counter())
+        failed = job_return.status == JobStatus.FAILED
+        error: BaseException | None = job_return._return_value if failed else None
+        if is_global_rank_zero():
+            write_job_status(Path(output_dir), config.hydra.job.num, error, wall_time)
+        if error is not None:
+            # user errors carry a full explanation; anything else deserves its traceback in the job log
+            log.error(
+                "job #%s failed: %s", config.hydra.job.num, describe(error),
+                exc_info=None if isinstance(error, DigitclsError) else error,
+            )  # fmt: skip
+            # Hydra's sweepers re-raise a failed job once the batch ends, which skips on_multirun_end
+            # (no summary) and, with the Optuna sweeper, the remaining trials. The failure is recorded
+            # above; the sweeper sees a job that returned None (Optuna: a failed trial) and goes on.
+            job_return.status = JobStatus.COMPLETED
+            job_return.return_value = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows, _ = write_sweep_summary(sweep_dir, plot=self.plot)
+        failed = [row.job for row in rows if row.status == "failed"]
+        print((sweep_dir / SUMMARY_MD).read_text(), flush=True)
+        if failed:
+            log.warning("%d of %d jobs failed (%s): see the error column of %s", len(failed), len(rows),
+                        ", ".join(f"#{job}" for job in failed), sweep_dir / SUMMARY_MD)  # fmt: skip

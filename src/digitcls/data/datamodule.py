@@ -1,0 +1,278 @@
+"""Image folders -> batches: labelled train/val/test splits, an unlabelled predict folder.
+
+Datasets yield uint8 C x H x W tensors already resized to ``img_size``; the model scales and normalises.
+Training augmentation runs batched on the device (``on_after_batch_transfer``), training only.
+A file that cannot be decoded becomes ``None`` (labelled) or a :class:`BadFile` record (predict), and the
+collate functions drop it, so no up-front decode of every file is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
+from digitcls.data.images import load_image_tensor
+from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
+from digitcls.errors import BadImageError, ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+BAD_IMAGE_POLICIES = ("skip", "error")
+Sample = tuple[torch.Tensor, int]
+
+
+class BadImageWarning(UserWarning):
+    """An unreadable image was skipped (``on_bad_image=skip``)."""
+
+
+class BadFile(NamedTuple):
+    """A prediction input that could not be decoded: its path relative to the folder and why."""
+
+    path: str
+    reason: str
+
+
+class PredictBatch(NamedTuple):
+    """What the predict loader yields; the DataModule hands the model ``(images, paths)`` and keeps
+    ``errors`` in ``predict_dataset.errors`` (collected in the main process, so workers lose nothing)."""
+
+    images: torch.Tensor
+    paths: list[str]
+    errors: list[BadFile]
+
+
+def _check_policy(on_bad_image: str) -> str:
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ConfigError(f"on_bad_image: must be skip or error, got {on_bad_image!r}.")
+    return on_bad_image
+
+
+class ImageFolderDataset(Dataset):
+    """(image, class index) pairs; a bad file is ``None`` (skip, one warning per file) or raises (error)."""
+
+    def __init__(
+        self, samples: list[tuple[Path, int]], img_size: int | Sequence[int], on_bad_image: str = "skip"
+    ):
+        self.samples = samples
+        self.img_size = parse_img_size(img_size)
+        self.on_bad_image = _check_policy(on_bad_image)
+        self._warned: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def targets(self) -> list[int]:
+        return [label for _, label in self.samples]
+
+    def __getitem__(self, index: int) -> Sample | None:
+        path, label = self.samples[index]
+        try:
+            return load_image_tensor(path, self.img_size), label
+        except BadImageError as error:
+            if self.on_bad_image == "error":
+                raise BadImageError(f"{error} (Or set on_bad_image=skip to leave such files out.)") from None
+            if path not in self._warned:
+                self._warned.add(path)
+                warnings.warn(f"skipping it (on_bad_image=skip): {error}", BadImageWarning, stacklevel=2)
+            return None
+
+
+def collate_labelled(batch: list[Sample | None]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Stack the readable samples; ``None`` when none is (Lightning skips a ``None`` training batch)."""
+    kept = [item for item in batch if item is not None]
+    return default_collate(kept) if kept else None
+
+
+class PredictFolderDataset(Dataset):
+    """Every image under ``root`` as (image, path relative to root with '/'); a bad file is a BadFile."""
+
+    def __init__(self, root: str | Path, img_size: int | Sequence[int]):
+        self.root = Path(root)
+        self.paths = unlabelled_samples(self.root)
+        self.img_size = parse_img_size(img_size)
+        self.errors: list[BadFile] = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str] | BadFile:
+        path = self.paths[index]
+        relative = path.relative_to(self.root).as_posix()
+        try:
+            return load_image_tensor(path, self.img_size), relative
+        except BadImageError as error:
+            return BadFile(relative, str(error))
+
+    def collate(self, batch: list[tuple[torch.Tensor, str] | BadFile]) -> PredictBatch:
+        good = [item for item in batch if not isinstance(item, BadFile)]
+        bad = [item for item in batch if isinstance(item, BadFile)]
+        if good:
+            images = torch.stack([image for image, _ in good])
+        else:
+            images = torch.empty((0, 3, *self.img_size), dtype=torch.uint8)
+        return PredictBatch(images, [path for _, path in good], bad)
+
+
+def train_subset(samples: list[tuple[Path, int]], items: int, seed: int) -> list[tuple[Path, int]]:
+    """A seeded random subset of ``items`` samples (0 or more than there are = all), in folder order."""
+    if items <= 0 or items >= len(samples):
+        return samples
+    picked = sorted(random.Random(seed).sample(range(len(samples)), items))
+    return [samples[i] for i in picked]
+
+
+def _require_folder(path: str | Path | None, key: str) -> Path:
+    if not path or not Path(path).is_dir():
+        raise DataError(
+            f"{key}: folder {path} does not exist. Run `make data` to prepare MNIST into data/, "
+            f"or set {key}=<a folder with one sub-folder per class>."
+        )
+    return Path(path)
+
+
+class DigitDataModule(L.LightningDataModule):
+    """Labelled image folders (``<split>/<class>/<image>``) for fit/validate/test, any folder for predict.
+
+    Class names come from the training folder (natural sort) unless ``class_names`` is given (e.g. from a
+    checkpoint); other splits are mapped by name and may only hold known classes.
+    """
+
+    def __init__(
+        self,
+        train_path: str | Path | None,
+        val_path: str | Path | None,
+        test_path: str | Path | None,
+        img_size: int | Sequence[int],
+        batch_size: int = 128,
+        num_workers: int = 0,
+        try_to_train_items: int = 0,
+        seed: int = 42,
+        augment: Mapping[str, Any] | AffineAugment | None = None,
+        on_bad_image: str = "skip",
+        data_cache: bool = False,
+        class_names: Sequence[str] | None = None,
+        predict_path: str | Path | None = None,
+    ):
+        super().__init__()
+        self.train_path = train_path
+        self.val_path = val_path
+        self.test_path = test_path
+        self.predict_path = predict_path  # default: test_path
+        self.img_size = parse_img_size(img_size)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.try_to_train_items = try_to_train_items
+        self.seed = seed
+        self.augment = parse_augment(augment)
+        self.on_bad_image = _check_policy(on_bad_image)
+        self.data_cache = data_cache
+        if data_cache:
+            log.info("data_cache: the in-memory cache is not available yet; reading the image folders")
+        self.class_names: list[str] | None = list(class_names) if class_names is not None else None
+        self.train_dataset: ImageFolderDataset | None = None
+        self.val_dataset: ImageFolderDataset | None = None
+        self.test_dataset: ImageFolderDataset | None = None
+        self.predict_dataset: PredictFolderDataset | None = None
+
+    # ------------------------------------------------------------------ datasets
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets ``stage`` needs (None: train and val); datasets already built are kept."""
+        if stage in (None, "fit"):
+            self.train_dataset = self.train_dataset or self._labelled("train")
+        if stage in (None, "fit", "validate"):
+            self.val_dataset = self.val_dataset or self._labelled("val")
+        if stage == "test":
+            self.test_dataset = self.test_dataset or self._labelled("test")
+        if stage == "predict" and self.predict_dataset is None:
+            key = "predict_path" if self.predict_path else "test_path"
+            root = _require_folder(self.predict_path or self.test_path, key)
+            self.predict_dataset = PredictFolderDataset(root, self.img_size)
+
+    def _classes(self) -> list[str]:
+        if self.class_names is None:
+            self.class_names = discover_classes(_require_folder(self.train_path, "train_path"))
+        return self.class_names
+
+    def _labelled(self, split: str) -> ImageFolderDataset:
+        key = f"{split}_path"
+        root = _require_folder(getattr(self, key), key)
+        samples = labelled_samples(root, self._classes(), split)
+        if split == "train":
+            samples = train_subset(samples, self.try_to_train_items, self.seed)
+        return ImageFolderDataset(samples, self.img_size, self.on_bad_image)
+
+    # ------------------------------------------------------------------ loaders
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        # a seeded generator: the same seed gives the same order, epoch after epoch
+        return self._loader(self.train_dataset, collate_labelled, torch.Generator().manual_seed(self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_dataset is None:
+            self.setup("validate")
+        return self._loader(self.val_dataset, collate_labelled)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_dataset is None:
+            self.setup("test")
+        return self._loader(self.test_dataset, collate_labelled)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.predict_dataset is None:
+            self.setup("predict")
+        assert self.predict_dataset is not None
+        return self._loader(self.predict_dataset, self.predict_dataset.collate)
+
+    def _loader(
+        self, dataset: Dataset | None, collate_fn: Any, generator: torch.Generator | None = None
+    ) -> DataLoader:
+        return DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=self.batch_size,
+            shuffle=generator is not None,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self._pin_memory(),
+            collate_fn=collate_fn,
+            drop_last=False,
+        )
+
+    def _pin_memory(self) -> bool:
+        """Pinned host memory only helps copies to a CUDA device the trainer actually uses."""
+        trainer = self.trainer
+        return (
+            torch.cuda.is_available()
+            and trainer is not None
+            and isinstance(trainer.accelerator, CUDAAccelerator)
+        )
+
+    # ------------------------------------------------------------------ batch hooks
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, PredictBatch):
+            if self.predict_dataset is not None:
+                self.predict_dataset.errors.extend(batch.errors)
+            return batch.images, batch.paths
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches on the device; validation, test and predict batches never."""
+        if batch is None or self.augment.is_identity or self.trainer is None or not self.trainer.training:
+            return batch
+        images, labels = batch
+        return batch_augment(images, self.augment), labels

@@ -1,0 +1,520 @@
+"""`python -m digitcls.data.prepare`: MNIST IDX files -> lossless PNG image folders.
+
+Written under ``out_dir``::
+
+    train/<label>/<n>.png   the training images not in val   (n = index in the training IDX file)
+    val/<label>/<n>.png     a seeded, class-stratified sample of the training set
+    test/<label>/<n>.png    the official test set             (n = index in the test IDX file)
+    .prepared.json          manifest: raw files' MD5 and size, val_size, seed, counts
+
+Raw files are the four ``*-ubyte.gz`` files with MNIST's names, looked for in ``<raw_dir>/MNIST/raw/``
+(torchvision's layout) and then in ``<raw_dir>`` itself; missing ones are downloaded with torchvision's
+MD5-checked code. Any IDX dataset with those names works (Fashion-MNIST, KMNIST, ...): every file is checked
+by its gzip CRC and IDX structure, and a file with MNIST's exact dimensions must also carry one of the MD5s
+torchvision knows for MNIST, Fashion-MNIST or KMNIST (``--no-md5-check`` turns that last check off).
+
+Idempotent: the same raw files, val_size and seed -> nothing to do. Atomic: the splits are built in a
+temporary folder inside ``out_dir`` and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from digitcls.errors import ConfigError, DataError, friendly_errors
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+RAW_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+# the shapes of the official MNIST-family files: a file with these dimensions must have a known MD5
+OFFICIAL_SHAPES = {
+    TRAIN_IMAGES: (60000, 28, 28),
+    TRAIN_LABELS: (60000,),
+    TEST_IMAGES: (10000, 28, 28),
+    TEST_LABELS: (10000,),
+}
+# file name -> {md5: dataset}: the checksums torchvision's MNIST, FashionMNIST and KMNIST `.resources` check
+# (copied because importing torchvision takes seconds; a unit test keeps them equal to torchvision's)
+KNOWN_MD5 = {
+    TRAIN_IMAGES: {
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873": "MNIST",
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d": "FashionMNIST",
+        "bdb82020997e1d708af4cf47b453dcf7": "KMNIST",
+    },
+    TRAIN_LABELS: {
+        "d53e105ee54ea40749a09fcbcd1e9432": "MNIST",
+        "25c81989df183df01b3e8a0aad5dffbe": "FashionMNIST",
+        "e144d726b3acfaa3e44228e80efcd344": "KMNIST",
+    },
+    TEST_IMAGES: {
+        "9fb629c4189551a2d022fa330f9573f3": "MNIST",
+        "bef4ecab320f06d8554ea6380940ec79": "FashionMNIST",
+        "5c965bf0a639b31b8f53240b1b52f4d7": "KMNIST",
+    },
+    TEST_LABELS: {
+        "ec29112dd5afa0611ce80d1b7f02629c": "MNIST",
+        "bb300cfdad3c16e7a12a480ee83cd310": "FashionMNIST",
+        "7320c461ea6c1c855c0b718fb2a4b134": "KMNIST",
+    },
+}
+SPLITS = ("train", "val", "test")
+MANIFEST = ".prepared.json"
+MANIFEST_VERSION = 1
+TMP_DIR = ".prepare-tmp"  # built here, renamed into place when complete
+LOCK = ".prepare.lock"
+CHUNK = 1000  # images per thread-pool task: large enough to amortise the task overhead
+
+# IDX type code -> numpy dtype (multi-byte values are big-endian)
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# --------------------------------------------------------------------------- IDX files
+
+
+def parse_idx(data: bytes, source: str) -> np.ndarray:
+    """Decode uncompressed IDX bytes: magic (0, 0, type, ndim), ndim big-endian uint32 sizes, the values."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+        raise DataError(
+            f"{source}: not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
+            "expected e.g. 00000803 for images, 00000801 for labels."
+        )
+    dtype = np.dtype(IDX_DTYPES[data[2]])
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise DataError(f"{source}: IDX header is truncated or declares {ndim} dimensions.")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        problem = "is truncated" if len(data) < expected else "has trailing bytes"
+        raise DataError(
+            f"{source}: IDX data {problem}: dimensions {dims} need {expected:,} bytes, the file has "
+            f"{len(data):,}. Replace the file (delete it to download it again)."
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """Read and decode a gzip-compressed IDX file; a corrupt or truncated gzip names the file."""
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(
+            f"{path}: corrupt or truncated gzip file ({error}). Delete it so it is downloaded again, "
+            "or copy an intact file."
+        ) from None
+    return parse_idx(data, str(path))
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def locate_raw_files(raw_dir: Path) -> dict[str, Path] | None:
+    """The four raw files, from the first of <raw_dir>/MNIST/raw and <raw_dir> that holds all four."""
+    for folder in (raw_dir / "MNIST" / "raw", raw_dir):
+        if all((folder / name).is_file() for name in RAW_FILES):
+            return {name: folder / name for name in RAW_FILES}
+    return None
+
+
+def _missing_raw_message(raw_dir: Path, why: str) -> str:
+    return (
+        f"the MNIST raw files are not in {raw_dir / 'MNIST' / 'raw'} (nor directly in {raw_dir}) and {why}. "
+        f"Either copy the four IDX files ({', '.join(RAW_FILES)}) into {raw_dir / 'MNIST' / 'raw'}, "
+        "or point at the folder holding them with --raw-dir DIR (`make data RAW_DIR=DIR`; train: raw_dir=DIR); "
+        "or connect to the network and run again to download them (torchvision, MD5-checked)."
+    )
+
+
+def download_raw_files(raw_dir: Path) -> None:
+    """torchvision's own MNIST download: mirrors, MD5 check, and nothing fetched for files already intact."""
+    from torchvision.datasets import MNIST
+
+    log.info("downloading MNIST into %s with torchvision", raw_dir / "MNIST" / "raw")
+    try:
+        MNIST(root=str(raw_dir), train=False, download=True)  # train=False: loads only the small test set
+    except (RuntimeError, OSError) as error:
+        reason = " ".join(str(error).split())[:300]
+        raise DataError(_missing_raw_message(raw_dir, f"downloading them failed ({reason})")) from None
+
+
+def raw_fingerprint(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    return {name: {"md5": file_md5(path), "size": path.stat().st_size} for name, path in files.items()}
+
+
+def load_raw(
+    files: dict[str, Path], fingerprint: dict[str, dict[str, Any]], md5_check: bool
+) -> tuple[dict[str, np.ndarray], str]:
+    """Decode and validate the four files; returns the arrays and the dataset's name (or 'IDX')."""
+    arrays = {name: read_idx_gz(path) for name, path in files.items()}
+    _check_pair(files[TRAIN_IMAGES], arrays[TRAIN_IMAGES], files[TRAIN_LABELS], arrays[TRAIN_LABELS])
+    _check_pair(files[TEST_IMAGES], arrays[TEST_IMAGES], files[TEST_LABELS], arrays[TEST_LABELS])
+    datasets: set[str] = set()
+    if md5_check:
+        for name, path in files.items():
+            dataset = _check_md5(path, fingerprint[name]["md5"], arrays[name].shape)
+            datasets |= {dataset} if dataset else set()
+    if len(datasets) > 1:
+        raise DataError(
+            f"the raw files in {files[TRAIN_IMAGES].parent} mix datasets ({', '.join(sorted(datasets))})."
+        )
+    return arrays, datasets.pop() if datasets else "IDX"
+
+
+def _check_md5(path: Path, md5: str, shape: tuple[int, ...]) -> str | None:
+    """The dataset a file's MD5 identifies; a file shaped like MNIST's with an unknown MD5 is an error."""
+    dataset = KNOWN_MD5[path.name].get(md5)
+    if dataset is None and shape == OFFICIAL_SHAPES[path.name]:
+        raise DataError(
+            f"{path}: MD5 {md5} matches none of the checksums torchvision uses for {path.name} "
+            "(MNIST, Fashion-MNIST, KMNIST): the file is damaged or altered. Delete it to download it again, "
+            "or copy an intact file; for another IDX dataset with these file names pass --no-md5-check."
+        )
+    return dataset
+
+
+def _check_pair(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"{images_path}: expected N x H x W unsigned bytes, got shape {images.shape} of {images.dtype}."
+        )
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(
+            f"{labels_path}: expected a vector of integer labels, got shape {labels.shape} of {labels.dtype}."
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels."
+        )
+
+
+# --------------------------------------------------------------------------- split and write
+
+
+def stratified_val_indices(labels: np.ndarray, val_size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded validation sample with each class's share of ``labels`` (largest remainder)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = counts * val_size / len(labels)
+    take = np.floor(quotas).astype(int)
+    remainder = val_size - int(take.sum())
+    take[np.argsort(-(quotas - take), kind="stable")[:remainder]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+    if not cv2.imwrite(path, image):
+        raise DataError(f"could not write {path}: check free disk space and permissions.")
+
+
+def _write_chunk(jobs: list[tuple[str, np.ndarray]]) -> None:
+    for path, image in jobs:
+        _write_png(path, image)
+
+
+def write_split(
+    images: np.ndarray, labels: np.ndarray, indices: np.ndarray, split_dir: Path
+) -> dict[str, int]:
+    """Write ``images[indices]`` as split_dir/<label>/<index>.png with a thread pool (cv2 releases the GIL)."""
+    names = labels[indices].astype(str)
+    for name in np.unique(names):
+        (split_dir / name).mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (os.path.join(split_dir, name, f"{i}.png"), images[i]) for name, i in zip(names, indices, strict=True)
+    ]
+    chunks: Iterator[list[tuple[str, np.ndarray]]] = (jobs[s : s + CHUNK] for s in range(0, len(jobs), CHUNK))
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for _ in pool.map(_write_chunk, chunks):  # re-raises the first error
+            pass
+    values, counts = np.unique(names, return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+# --------------------------------------------------------------------------- manifest and folders
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    tmp = out_dir / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out_dir / MANIFEST)
+
+
+def count_pngs(split_dir: Path) -> int:
+    if not split_dir.is_dir():
+        return -1
+    return sum(
+        sum(1 for f in os.scandir(d.path) if f.name.endswith(".png"))
+        for d in os.scandir(split_dir)
+        if d.is_dir()
+    )
+
+
+def _up_to_date(
+    manifest: dict[str, Any] | None, out_dir: Path, val_size: int, seed: int, fingerprint: dict | None
+) -> bool:
+    """The manifest describes these inputs and the folders on disk still hold what it counted."""
+    if not manifest or not manifest.get("complete") or manifest.get("version") != MANIFEST_VERSION:
+        return False
+    if manifest.get("val_size") != val_size or manifest.get("seed") != seed:
+        return False
+    if fingerprint is not None and manifest.get("raw_files") != fingerprint:
+        return False
+    counts = manifest.get("counts", {})
+    return all(count_pngs(out_dir / split) == counts.get(split) for split in SPLITS)
+
+
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Serialise runs on one out_dir (e.g. every DDP rank calling ensure_prepared): the later ones then
+    find the data up to date. Without fcntl (Windows) runs are not serialised."""
+    if fcntl is None:
+        yield
+        return
+    with (out_dir / LOCK).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _refuse_foreign_splits(out_dir: Path, manifest: dict[str, Any] | None) -> None:
+    """Never replace split folders that ``make data`` did not write."""
+    foreign = [out_dir / s for s in SPLITS if (out_dir / s).exists()] if manifest is None else []
+    if foreign:
+        raise DataError(
+            f"{', '.join(map(str, foreign))} already exist(s) but {out_dir / MANIFEST} does not, so they were "
+            "not written by `make data`; move them away (or delete them), or prepare into another --out-dir."
+        )
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    for split in SPLITS:
+        target = out_dir / split
+        if target.exists() or target.is_symlink():
+            os.replace(target, tmp / f"old-{split}")  # moved aside, deleted with tmp (a symlink is unlinked)
+        os.replace(tmp / split, target)
+
+
+# --------------------------------------------------------------------------- API
+
+
+def prepare_dataset(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    val_size: int = 5000,
+    seed: int = 0,
+    download: bool = True,
+    md5_check: bool = True,
+) -> dict[str, int]:
+    """Turn the four IDX files into out_dir/{train,val,test}/<label>/<n>.png; returns the image count per split."""
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size <= 0:
+        raise ConfigError(
+            f"--val-size: must be a positive whole number, got {val_size!r}; e.g. --val-size 5000."
+        )
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir):
+        shutil.rmtree(out_dir / TMP_DIR, ignore_errors=True)  # left by an interrupted run
+        manifest = read_manifest(out_dir)
+        files = locate_raw_files(raw_dir)
+        if files is None and _up_to_date(manifest, out_dir, val_size, seed, fingerprint=None):
+            log.info(
+                "%s is up to date (raw files not found, nothing to do): %s", out_dir, _counts_text(manifest)
+            )
+            return dict(manifest["counts"])  # type: ignore[index]
+        files = files or _download(raw_dir, download)
+        fingerprint = raw_fingerprint(files)
+        if _up_to_date(manifest, out_dir, val_size, seed, fingerprint):
+            log.info(
+                "%s is up to date (same raw files, val_size and seed; nothing to do): %s",
+                out_dir,
+                _counts_text(manifest),
+            )
+            return dict(manifest["counts"])  # type: ignore[index]
+        _refuse_foreign_splits(out_dir, manifest)
+        arrays, dataset = load_raw(files, fingerprint, md5_check)
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "dataset": dataset,
+            "raw_files": fingerprint,
+            "val_size": val_size,
+            "seed": seed,
+        }
+        _build(arrays, out_dir, manifest)
+        manifest["seconds"] = round(time.perf_counter() - started, 2)
+        write_manifest(out_dir, manifest)
+    log.info(
+        "prepared %s from %s into %s in %.1f s: %s",
+        dataset,
+        files[TRAIN_IMAGES].parent,
+        out_dir,
+        manifest["seconds"],
+        _counts_text(manifest),
+    )
+    return dict(manifest["counts"])
+
+
+def _download(raw_dir: Path, download: bool) -> dict[str, Path]:
+    if not download:
+        raise DataError(_missing_raw_message(raw_dir, "downloading is off (--no-download)"))
+    download_raw_files(raw_dir)
+    files = locate_raw_files(raw_dir)
+    if files is None:
+        raise DataError(_missing_raw_message(raw_dir, "the download did not produce them"))
+    return files
+
+
+def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the three splits into a temporary folder, then rename them into place; fills ``manifest``."""
+    labels = arrays[TRAIN_LABELS]
+    val_size = manifest["val_size"]
+    if val_size >= len(labels):
+        raise ConfigError(f"--val-size {val_size} must be smaller than the {len(labels):,} training images.")
+    val = stratified_val_indices(labels, val_size, manifest["seed"])
+    train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
+    test = np.arange(len(arrays[TEST_LABELS]))
+    tmp = out_dir / TMP_DIR
+    try:
+        class_counts = {
+            "train": write_split(arrays[TRAIN_IMAGES], labels, train, tmp / "train"),
+            "val": write_split(arrays[TRAIN_IMAGES], labels, val, tmp / "val"),
+            "test": write_split(arrays[TEST_IMAGES], arrays[TEST_LABELS], test, tmp / "test"),
+        }
+        manifest["counts"] = {split: sum(counts.values()) for split, counts in class_counts.items()}
+        manifest["class_counts"] = class_counts
+        # marked incomplete while swapping: a crash there leaves folders the next run knows it may replace
+        write_manifest(out_dir, {**manifest, "complete": False})
+        _swap_into_place(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    manifest["complete"] = True
+
+
+def _counts_text(manifest: dict[str, Any] | None) -> str:
+    counts = (manifest or {}).get("counts", {})
+    return ", ".join(f"{split} {counts.get(split, 0):,}" for split in SPLITS) + " images"
+
+
+def ensure_prepared(
+    train_path: str | Path | None,
+    val_path: str | Path | None,
+    test_path: str | Path | None,
+    raw_dir: str | Path,
+    val_size: int = 5000,
+    seed: int = 0,
+) -> None:
+    """Called by train: nothing to do when the split folders exist; prepare them (``make data``'s defaults)
+    when they are the missing train/val/test folders of one parent; otherwise a DataError naming the key."""
+    given = {
+        key: Path(p)
+        for key, p in (("train_path", train_path), ("val_path", val_path), ("test_path", test_path))
+        if p
+    }
+    missing = [key for key, path in given.items() if not path.is_dir()]
+    if not missing:
+        return
+    parents = {path.absolute().parent for path in given.values()}
+    standard = "train_path" in given and all(path.name == key[: -len("_path")] for key, path in given.items())
+    if standard and len(parents) == 1:
+        parent = parents.pop()
+        log.info("%s missing: preparing MNIST from %s into %s", ", ".join(missing), raw_dir, parent)
+        prepare_dataset(raw_dir, parent, val_size=val_size, seed=seed)
+        return
+    key = missing[0]
+    others = "; also missing: " + ", ".join(f"{k}={given[k]}" for k in missing[1:]) if missing[1:] else ""
+    raise DataError(
+        f"{key}: folder {given[key]} does not exist{others}. Run `make data` to prepare MNIST into data/, "
+        f"or set {key}=<a folder with one sub-folder per class>. (Data is prepared automatically only when "
+        "train_path, val_path and test_path are the train, val and test folders of one parent folder.)"
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m digitcls.data.prepare",
+        description="MNIST-style IDX files -> lossless PNG folders out/{train,val,test}/<label>/<n>.png.",
+    )
+    parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=Path("data/raw"),
+        help="where the *-ubyte.gz files are (or <raw-dir>/MNIST/raw); default: data/raw",
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path("data"), help="where to write the splits; default: data"
+    )
+    parser.add_argument(
+        "--val-size", type=int, default=5000, help="validation images taken from train (stratified)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split")
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="fail instead of downloading missing raw files",
+    )
+    parser.add_argument(
+        "--md5-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="files with MNIST's dimensions must match a torchvision MD5 (default: on)",
+    )
+    return parser.parse_args(argv)
+
+
+@friendly_errors
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    prepare_dataset(args.raw_dir, args.out_dir, args.val_size, args.seed, args.download, args.md5_check)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Per-model normalisation, ``img_size`` parsing and the batched training augmentation.
+
+Normalisation is applied by the model (so exported models and predict need no preprocessing); the
+augmentation runs on whole batches on the device (``DigitDataModule.on_after_batch_transfer``), which keeps
+the data-loader workers doing nothing but decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from digitcls.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# model_name -> (mean, std) per RGB channel, for images scaled to [0, 1]
+NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "mobilenetv3": (IMAGENET_MEAN, IMAGENET_STD),
+    "mobilenetv3_small": (IMAGENET_MEAN, IMAGENET_STD),
+}
+
+AUGMENT_KEYS = ("degrees", "translate", "scale", "shear")
+
+
+def normalization_for(model_name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) for ``model_name``; an unknown name is a :class:`ConfigError` naming the key."""
+    try:
+        return NORMALIZATION[model_name]
+    except KeyError:
+        raise ConfigError(
+            f"model_name: no normalisation known for {model_name!r}; valid names: {', '.join(NORMALIZATION)}."
+        ) from None
+
+
+def parse_img_size(value: int | Sequence[int]) -> tuple[int, int]:
+    """``img_size`` as (height, width): an int means a square; [h, w] is taken in that order."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = (value, value)
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        size = (int(value[0]), int(value[1]))
+    else:
+        raise ConfigError(f"img_size: expected an int or [height, width], got {value!r}; e.g. img_size=32.")
+    if min(size) <= 0:
+        raise ConfigError(f"img_size: must be positive, got {value!r}; e.g. img_size=32.")
+    return size
+
+
+@dataclass(frozen=True)
+class AffineAugment:
+    """Ranges of the random affine: each sample draws its own angle, shift, scale and shear.
+
+    degrees: rotation in [-degrees, degrees]; translate: (fx, fy) shift as a fraction of width/height;
+    scale: (low, high) zoom factor; shear: x-shear angle in [-shear, shear] degrees.
+    """
+
+    degrees: float = 0.0
+    translate: tuple[float, float] = (0.0, 0.0)
+    scale: tuple[float, float] = (1.0, 1.0)
+    shear: float = 0.0
+
+    @property
+    def is_identity(self) -> bool:
+        return self.degrees == 0 and self.translate == (0, 0) and self.scale == (1, 1) and self.shear == 0
+
+
+def parse_augment(augment: Mapping | AffineAugment | None) -> AffineAugment:
+    """The ``augment`` config (None, or a mapping of degrees / translate / scale / shear) as ranges.
+
+    ``translate`` is a fraction (or [fx, fy]); ``scale`` is [low, high], or a number s meaning [1 - s, 1 + s]
+    (so 0 is no zoom). Missing keys and zeros mean "no such transform"; all zero is the identity.
+    """
+    if isinstance(augment, AffineAugment):
+        return augment
+    if not augment:
+        return AffineAugment()
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ConfigError(f"augment: unknown key(s) {unknown}; valid keys: {', '.join(AUGMENT_KEYS)}.")
+    try:
+        params = AffineAugment(
+            degrees=abs(float(augment.get("degrees") or 0.0)),
+            translate=_pair(augment.get("translate") or 0.0, around=0.0),
+            scale=_pair(augment.get("scale") or 0.0, around=1.0),
+            shear=abs(float(augment.get("shear") or 0.0)),
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"augment: {error}; e.g. augment.degrees=10 augment.scale=[0.9,1.1].") from None
+    if params.scale[0] <= 0 or params.scale[0] > params.scale[1]:
+        raise ConfigError(f"augment.scale: expected 0 < low <= high, got {list(params.scale)}.")
+    return params
+
+
+def _pair(value: float | Sequence[float], around: float) -> tuple[float, float]:
+    """translate: s -> (s, s) per axis; scale: s -> (1 - s, 1 + s); a pair is used as given."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ValueError(f"expected a number or a pair, got {list(value)}")
+        return float(value[0]), float(value[1])
+    number = abs(float(value))
+    return (number, number) if around == 0.0 else (around - number, around + number)
+
+
+def batch_augment(
+    x: torch.Tensor,
+    augment: Mapping | AffineAugment | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random affine per sample of an N x C x H x W batch, on whatever device ``x`` lives.
+
+    ``x`` is uint8 or float in [0, 1]; the result is float in [0, 1] with black (0) where the
+    transformed image leaves the frame. ``generator`` (optional) must live on ``x``'s device.
+    """
+    images = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+    params = parse_augment(augment)
+    if params.is_identity or images.shape[0] == 0:
+        return images
+    theta = _inverse_affine(params, images.shape, images.device, generator)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _inverse_affine(
+    params: AffineAugment, shape: torch.Size, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """affine_grid's theta (output -> input coordinates) for random forward transforms, per sample.
+
+    Built in pixel units and converted to normalised coordinates, so rotations stay rotations when h != w.
+    """
+    n, _, height, width = shape
+    u = torch.rand(n, 5, generator=generator, device=device) * 2 - 1  # uniform in [-1, 1]
+    angle = torch.deg2rad(u[:, 0] * params.degrees)
+    shear = torch.tan(torch.deg2rad(u[:, 1] * params.shear))
+    low, high = params.scale
+    scale = low + (high - low) * (u[:, 2] + 1) / 2
+    shift = (
+        torch.stack([u[:, 3] * params.translate[0], u[:, 4] * params.translate[1]], dim=1) * 2
+    )  # normalised
+
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # inverse of (rotate @ shear_x @ scale) = scale^-1 @ shear_x^-1 @ rotate^-1
+    inv = torch.stack(
+        [
+            torch.stack([cos + shear * sin, sin - shear * cos], dim=1),
+            torch.stack([-sin, cos], dim=1),
+        ],
+        dim=1,
+    ) / scale.view(n, 1, 1)
+    # pixel -> normalised units: (D^-1 A^-1 D)_ij = inv_ij * d_j / d_i with d = (width / 2, height / 2)
+    half = torch.tensor([width / 2, height / 2], device=device)
+    linear = inv * half.view(1, 1, 2) / half.view(1, 2, 1)
+    translation = -(linear @ shift.unsqueeze(2))
+    return torch.cat([linear, translation], dim=2)

@@ -1,0 +1,183 @@
+"""The LightningModule: backbone + normalisation + label-smoothing loss + torchmetrics per stage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from digitcls.data.transforms import normalization_for
+from digitcls.errors import CheckpointError, ConfigError, DigitclsError
+from digitcls.model.backbones import build_backbone
+from digitcls.model.loss import LabelSmoothingCrossEntropy
+from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
+
+# `average=` is always explicit: torchmetrics' defaults differ between wrappers (micro vs macro).
+METRICS = {
+    "acc": lambda n: MulticlassAccuracy(num_classes=n, average="micro"),
+    "f1": lambda n: MulticlassF1Score(num_classes=n, average="macro"),
+    "precision": lambda n: MulticlassPrecision(num_classes=n, average="macro"),
+    "recall": lambda n: MulticlassRecall(num_classes=n, average="macro"),
+}
+
+
+class NonFiniteLossError(DigitclsError):
+    """The training loss became NaN or infinite."""
+
+
+def build_metrics(names: Sequence[str], class_number: int) -> MetricCollection:
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ConfigError(
+            f"metrics: unknown metric(s) {unknown}. Valid names: {sorted(METRICS)}, e.g. metrics=[acc,f1]."
+        )
+    if "acc" not in names:  # val_acc drives checkpoints, early stopping and the plateau scheduler
+        names = ["acc", *names]
+    return MetricCollection({name: METRICS[name](class_number) for name in names})
+
+
+class DigitClassifier(L.LightningModule):
+    """MobileNetV3 classifier. ``forward`` takes uint8 or [0, 1] float images and normalises itself,
+    so checkpoints and exported models need no outside preprocessing beyond resizing."""
+
+    def __init__(
+        self,
+        model_name: str = "mobilenetv3",
+        class_names: Sequence[str] = tuple(str(d) for d in range(10)),
+        dropout: float = 0.2,
+        bn_momentum: float = 0.1,
+        img_size: int | Sequence[int] = 32,
+        optimizer: str = "AdamW",
+        learning_rate: float = 2e-3,
+        weight_decay: float = 1e-4,
+        scheduler: str = "none",
+        warmup_epoch: int = 0,
+        label_smooth: float = 0.0,
+        class_weight: Sequence[float] | None = None,
+        epochs: int = 10,
+        metrics: Sequence[str] = ("acc", "f1"),
+    ) -> None:
+        super().__init__()
+        class_names = [str(name) for name in class_names]
+        metrics = list(metrics)
+        self.save_hyperparameters(
+            {
+                "model_name": model_name,
+                "class_names": class_names,
+                "dropout": dropout,
+                "bn_momentum": bn_momentum,
+                "img_size": list(img_size) if isinstance(img_size, Sequence) else img_size,
+                "optimizer": optimizer,
+                "learning_rate": learning_rate,
+                "weight_decay": weight_decay,
+                "scheduler": scheduler,
+                "warmup_epoch": warmup_epoch,
+                "label_smooth": label_smooth,
+                "class_weight": list(class_weight) if class_weight is not None else None,
+                "epochs": epochs,
+                "metrics": metrics,
+            }
+        )
+        self.class_names = class_names
+        self.scheduler_spec = parse_scheduler(scheduler)  # fail at construction, not after an epoch
+        self.backbone = build_backbone(model_name, len(class_names), dropout=dropout, bn_momentum=bn_momentum)
+        mean, std = normalization_for(model_name)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.criterion = LabelSmoothingCrossEntropy(label_smooth=label_smooth, class_weight=class_weight)
+        stage_metrics = build_metrics(metrics, len(class_names))
+        self.train_metrics = stage_metrics.clone(prefix="train_")
+        self.val_metrics = stage_metrics.clone(prefix="val_")
+        self.test_metrics = stage_metrics.clone(prefix="test_")
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        return self.backbone((images - self.mean) / self.std)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        metrics.update(logits, labels)
+        # log the metric objects, not values: torchmetrics syncs and resets them per epoch (DDP-correct)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(labels))
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train", self.train_metrics)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(batch {batch_idx}). Lower `learning_rate` (now {self.hparams.learning_rate}), add "
+                "`warmup_epoch`, or set `gradient_clip_val`; the last.ckpt of the previous epoch is intact."
+            )
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: tuple[Tensor, Sequence[str]], batch_idx: int) -> tuple[Tensor, list[str]]:
+        images, paths = batch
+        return self(images).softmax(dim=1), list(paths)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        # only trainable parameters: the freeze callback adds the backbone's later
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = build_optimizer(hp.optimizer, params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
+        scheduler = build_scheduler(
+            self.scheduler_spec,
+            optimizer,
+            warmup_epoch=hp.warmup_epoch,
+            epochs=self.trainer.max_epochs,
+            steps_per_epoch=int(steps_per_epoch),
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:
+    """Load a digitcls checkpoint, turning every way it can be wrong into a clear :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"model_path: {path} does not exist. Train one with `make train` or pass model_path=<a .ckpt file>."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # truncated zip, not a torch file, ...
+        raise CheckpointError(
+            f"model_path: {path} could not be read as a checkpoint ({type(error).__name__}: {error}). "
+            "It may be truncated or not a PyTorch file; point model_path at a .ckpt written by digitcls."
+        ) from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not hparams or "class_names" not in hparams or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"model_path: {path} is not a digitcls checkpoint (no class_names in its hyperparameters). "
+            "Use a .ckpt written by `python -m digitcls.train`; plain weights go to `pretrained=` instead."
+        )
+    model = DigitClassifier(**hparams)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"model_path: {path} does not match its own hyperparameters: {error}") from None
+    return model.eval()

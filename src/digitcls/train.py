@@ -1,0 +1,186 @@
+"""`python -m digitcls.train +experiment=mbv3`: prepare data if needed, train, test the best checkpoint.
+
+Thin by design: compose the config, build the pieces, run them. ``train(cfg)`` returns the metrics;
+``main`` returns best val accuracy so Hydra sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from digitcls.callbacks.checkpoint import BestCheckpoint
+from digitcls.callbacks.freeze import FreezeBackbone
+from digitcls.config import img_size_hw, trainer_precision, validate
+from digitcls.data.datamodule import DigitDataModule
+from digitcls.data.prepare import ensure_prepared
+from digitcls.errors import ConfigError, DigitclsError, full_errors_requested, report
+from digitcls.model.backbones import load_pretrained
+from digitcls.model.module import DigitClassifier
+from digitcls.runs import resume_checkpoint, write_summary
+
+log = logging.getLogger("digitcls")
+
+
+def build_datamodule(cfg: DictConfig) -> DigitDataModule:
+    return DigitDataModule(
+        train_path=cfg.train_path,
+        val_path=cfg.val_path,
+        test_path=cfg.test_path,
+        img_size=img_size_hw(cfg.img_size),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        try_to_train_items=cfg.try_to_train_items,
+        seed=cfg.random_seed,
+        augment=OmegaConf.to_container(cfg.augment) if cfg.augment else None,
+        on_bad_image=cfg.on_bad_image,
+        data_cache=cfg.data_cache,
+    )
+
+
+def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
+    if cfg.class_number != len(class_names):
+        raise ConfigError(
+            f"class_number={cfg.class_number} but train_path ({cfg.train_path}) has {len(class_names)} class "
+            f"folders: {class_names}. Set class_number={len(class_names)} or fix the folders."
+        )
+    model = DigitClassifier(
+        model_name=cfg.model_name,
+        class_names=class_names,
+        dropout=cfg.dropout,
+        bn_momentum=cfg.bn_momentum,
+        img_size=list(img_size_hw(cfg.img_size)),
+        optimizer=cfg.optimizer,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        scheduler=str(cfg.scheduler),
+        warmup_epoch=cfg.warmup_epoch,
+        label_smooth=cfg.label_smooth,
+        class_weight=list(cfg.class_weight) if cfg.class_weight is not None else None,
+        epochs=cfg.epochs,
+        metrics=list(cfg.metrics),
+    )
+    if cfg.pretrained:
+        load_pretrained(model.backbone, cfg.pretrained)
+    return model
+
+
+def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoint, list[Callback]]:
+    checkpoint = BestCheckpoint(checkpoint_dir, cfg.model_name, cfg.save_best_only, cfg.save_one_only)
+    callbacks: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    if cfg.early_stop_patient > 0:
+        callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=cfg.early_stop_patient))
+    if cfg.freeze_nonlinear_epoch > 0:
+        callbacks.append(FreezeBackbone(unfreeze_at_epoch=cfg.freeze_nonlinear_epoch))
+    if cfg.ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    return checkpoint, callbacks
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) -> L.Trainer:
+    trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+    trainer_kwargs["precision"] = trainer_precision(trainer_kwargs.get("precision"))
+    return L.Trainer(
+        **trainer_kwargs,
+        callbacks=callbacks,
+        logger=CSVLogger(save_dir=output_dir, name="", version=""),
+        default_root_dir=output_dir,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, then test the best checkpoint; return the run summary (also written to summary.json)."""
+    validate(cfg)
+    started = time.perf_counter()
+    output_dir = Path(cfg.output_dir)
+    L.seed_everything(cfg.random_seed, workers=True)  # always seeded: random_seed=0 is a valid seed
+
+    ensure_prepared(cfg.train_path, cfg.val_path, cfg.test_path, cfg.raw_dir)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    model = build_model(cfg, datamodule.class_names)
+
+    resume_from = resume_checkpoint(cfg.ckpt_path, cfg.resume, output_dir)
+    # resuming keeps checkpoints beside the one resumed from, so the best-so-far state carries over
+    checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
+    checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)
+    trainer = build_trainer(cfg, output_dir, callbacks)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+
+    best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
+    test_metrics: dict[str, float] = {}
+    if cfg.test_path and best_path:
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+
+    best_score = checkpoint.best_model_score
+    summary = {
+        "best_val_acc": float(best_score) if best_score is not None else None,
+        "best_checkpoint": str(Path(best_path).resolve()) if best_path else None,
+        "best_epoch": _epoch_of(checkpoint),
+        "epochs_run": trainer.current_epoch,
+        "test_acc": test_metrics.get("test_acc"),
+        "test_metrics": test_metrics,
+        "output_dir": str(output_dir.resolve()),
+        "class_names": datamodule.class_names,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "interrupted": trainer.interrupted,
+    }
+    if trainer.is_global_zero:
+        write_summary(output_dir, summary)
+        print_summary(summary)
+    return summary
+
+
+def _epoch_of(checkpoint: BestCheckpoint) -> int | None:
+    """Epoch of the best checkpoint, read from its `_e{epoch}_` file name."""
+    stem = Path(checkpoint.best_model_path).stem if checkpoint.best_model_path else ""
+    parts = [p for p in stem.split("_") if p.startswith("e") and p[1:].isdigit()]
+    return int(parts[-1][1:]) if parts else None
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    def pct(value: float | None) -> str:
+        return f"{value:.4%}" if value is not None else "n/a"
+
+    print(
+        "\n== digitcls training summary ==\n"
+        f"best val acc : {pct(summary['best_val_acc'])} (epoch {summary['best_epoch']})\n"
+        f"test acc     : {pct(summary['test_acc'])}\n"
+        f"checkpoint   : {summary['best_checkpoint']}\n"
+        f"output folder: {summary['output_dir']}\n"
+        f"wall time    : {summary['wall_time_s']:.1f} s",
+        flush=True,
+    )
+
+
+def run_task(task, cfg: DictConfig) -> Any:
+    """Run a task; in a single run, a user error becomes a message and exit status 2. In a multirun
+    it propagates so Hydra records that job as failed and the sweep goes on."""
+    try:
+        return task(cfg)
+    except DigitclsError as error:
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if multirun or full_errors_requested():
+            raise
+        report(error)
+        raise SystemExit(2) from None
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_task(train, cfg)["best_val_acc"]
+
+
+if __name__ == "__main__":
+    main()

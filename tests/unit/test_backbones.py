@@ -1,0 +1,166 @@
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from digitcls.errors import CheckpointError, ConfigError
+from digitcls.model.backbones import MODEL_NAMES, LoadReport, build_backbone, load_pretrained
+
+HEAD = ["classifier.3.weight", "classifier.3.bias"]
+
+
+@pytest.fixture(scope="module")
+def small10() -> nn.Module:
+    torch.manual_seed(0)
+    return build_backbone("mobilenetv3_small", 10)
+
+
+@pytest.fixture(scope="module")
+def weights(small10: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in small10.state_dict().items()}
+
+
+def fresh(class_number: int = 10) -> nn.Module:
+    torch.manual_seed(1)
+    return build_backbone("mobilenetv3_small", class_number)
+
+
+@pytest.mark.parametrize(("name", "last_in"), [("mobilenetv3", 1280), ("mobilenetv3_small", 1024)])
+def test_build_structure(name: str, last_in: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_download(*args, **kwargs):
+        raise AssertionError("build_backbone must not download anything")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    model = build_backbone(name, 7, dropout=0.3, bn_momentum=0.2).eval()
+    assert isinstance(model.features, nn.Module)
+    head = model.classifier
+    assert [type(m) for m in head] == [nn.Linear, nn.Hardswish, nn.Dropout, nn.Linear]
+    assert head[2].p == 0.3
+    assert (head[3].in_features, head[3].out_features) == (last_in, 7)
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert batchnorms and all(bn.momentum == 0.2 for bn in batchnorms)
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_model_names() -> None:
+    assert MODEL_NAMES == ("mobilenetv3", "mobilenetv3_small")
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_large", "MobileNetV3", "mobilenet", "mobilenetv3_small_x", ""])
+def test_unknown_model_name(name: str) -> None:
+    with pytest.raises(ConfigError, match="model_name") as error:
+        build_backbone(name, 10)
+    assert "mobilenetv3, mobilenetv3_small" in str(error.value)
+
+
+@pytest.mark.parametrize("class_number", [1, 0, -3, 2.5, "10", True])
+def test_bad_class_number(class_number: object) -> None:
+    with pytest.raises(ConfigError, match="class_number"):
+        build_backbone("mobilenetv3_small", class_number)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("key", "value"), [("dropout", 1.0), ("dropout", -0.1), ("bn_momentum", 0.0)])
+def test_bad_dropout_and_momentum(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=key):
+        build_backbone("mobilenetv3_small", 10, **{key: value})
+
+
+def assert_loaded(model: nn.Module, weights: dict[str, torch.Tensor], keys: list[str]) -> None:
+    state = model.state_dict()
+    for key in keys:
+        assert torch.equal(state[key], weights[key]), key
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"state_dict": {f"backbone.{k}": v for k, v in sd.items()}, "epoch": 3},
+        lambda sd: {"state_dict": {f"model.backbone.{k}": v for k, v in sd.items()}},
+        lambda sd: {"model": {f"module.{k}": v for k, v in sd.items()}},
+        lambda sd: {f"pretrain_model.{k}": v for k, v in sd.items()},
+    ],
+    ids=["plain", "lightning", "model.backbone.", "model/module.", "pretrain_"],
+)
+def test_load_formats(wrap, weights: dict[str, torch.Tensor], tmp_path) -> None:
+    path = tmp_path / "w.pt"
+    torch.save(wrap(weights), path)
+    model = fresh()
+    report = load_pretrained(model, path)
+    assert isinstance(report, LoadReport)
+    assert sorted(report.loaded) == sorted(weights)
+    assert report.missing == report.unexpected == report.skipped_shape == []
+    assert_loaded(model, weights, list(weights))
+
+
+def test_head_shape_mismatch_is_skipped_and_reported(weights, tmp_path, caplog) -> None:
+    path = tmp_path / "w.pt"
+    torch.save(weights, path)
+    model = fresh(class_number=3)
+    head_before = {k: model.state_dict()[k].clone() for k in HEAD}
+    with caplog.at_level(logging.WARNING, logger="digitcls"):
+        report = load_pretrained(model, path)
+    assert report.skipped_shape == HEAD
+    assert report.missing == [] and report.unexpected == []
+    assert_loaded(model, weights, [k for k in weights if k not in HEAD])
+    for key in HEAD:
+        assert torch.equal(model.state_dict()[key], head_before[key])
+        assert key in caplog.text
+
+
+def test_missing_and_unexpected_keys_are_reported_and_logged(weights, tmp_path, caplog) -> None:
+    partial = {k: v for k, v in weights.items() if not k.startswith("features.1.")}
+    partial["criterion.class_weight"] = torch.ones(10)
+    path = tmp_path / "w.pt"
+    torch.save(partial, path)
+    model = fresh()
+    with caplog.at_level(logging.WARNING, logger="digitcls"):
+        report = load_pretrained(model, path)
+    expected_missing = [k for k in weights if k.startswith("features.1.")]
+    assert report.missing == expected_missing
+    assert report.unexpected == ["criterion.class_weight"]
+    for key in [*expected_missing, "criterion.class_weight"]:
+        assert key in caplog.text
+
+
+def test_matches_almost_nothing(tmp_path) -> None:
+    path = tmp_path / "large.pt"
+    torch.save(build_backbone("mobilenetv3", 10).state_dict(), path)
+    with pytest.raises(CheckpointError, match="matches almost nothing") as error:
+        load_pretrained(fresh(), path)
+    assert str(path) in str(error.value)
+
+    torch.save({f"encoder.{k}": v for k, v in fresh().state_dict().items()}, path)
+    with pytest.raises(CheckpointError, match="matches almost nothing") as error:
+        load_pretrained(fresh(), path)
+    assert "encoder.features.0.0.weight" in str(error.value)
+
+
+def test_unreadable_files(weights, tmp_path) -> None:
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(CheckpointError, match="does not exist") as error:
+        load_pretrained(fresh(), missing)
+    assert str(missing) in str(error.value) and "pretrained=null" in str(error.value)
+
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint\n")
+    truncated = tmp_path / "truncated.pt"
+    torch.save(weights, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    for path in (text, truncated):
+        with pytest.raises(CheckpointError, match="could not be read") as error:
+            load_pretrained(fresh(), path)
+        assert str(path) in str(error.value)
+
+    not_tensors = tmp_path / "list.pt"
+    torch.save({"epoch": 3, "lr": 0.1}, not_tensors)
+    with pytest.raises(CheckpointError, match="not a mapping of parameter names to tensors"):
+        load_pretrained(fresh(), not_tensors)
+
+    pickled_model = tmp_path / "model.pt"
+    torch.save(fresh(), pickled_model)
+    with pytest.raises(CheckpointError, match="Python objects besides tensors") as error:
+        load_pretrained(fresh(), pickled_model)
+    assert "MobileNetV3" in str(error.value) and "weights_only=False" in str(error.value)

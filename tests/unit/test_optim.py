@@ -1,0 +1,330 @@
+import math
+
+import lightning as L
+import pytest
+import torch
+from pytorch_optimizer import AdaBelief, Ranger
+from torch import nn
+from torch.optim.lr_scheduler import LinearLR, OneCycleLR, ReduceLROnPlateau, SequentialLR, StepLR
+
+from digitcls.errors import ConfigError
+from digitcls.model.optim import (
+    SCHEDULER_FORMS,
+    SchedulerSpec,
+    WarmupThenPlateau,
+    adopt_new_param_groups,
+    build_optimizer,
+    build_scheduler,
+    parse_scheduler,
+)
+
+
+def params() -> list[nn.Parameter]:
+    return [nn.Parameter(torch.zeros(2))]
+
+
+# ------------------------------------------------------------------------------------------ optimizers
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("Adam", torch.optim.Adam),
+        ("adam", torch.optim.Adam),
+        ("AdamW", torch.optim.AdamW),
+        ("ADAMW", torch.optim.AdamW),
+        ("SGD", torch.optim.SGD),
+        ("AdaBelief", AdaBelief),
+        ("ranger", Ranger),
+    ],
+)
+def test_build_optimizer(name: str, cls: type) -> None:
+    optimizer = build_optimizer(name, params(), lr=0.01, weight_decay=0.001)
+    assert type(optimizer) is cls
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    assert optimizer.param_groups[0]["weight_decay"] == 0.001
+
+
+def test_sgd_uses_nesterov_momentum() -> None:
+    group = build_optimizer("SGD", params(), lr=0.1, weight_decay=0).param_groups[0]
+    assert group["momentum"] == 0.9 and group["nesterov"] is True
+
+
+@pytest.mark.parametrize("name", ["Adamax", "adam_w", "AdamW2", "sgd ", "", None])
+def test_unknown_optimizer(name: object) -> None:
+    with pytest.raises(ConfigError, match="optimizer") as error:
+        build_optimizer(name, params(), lr=0.1, weight_decay=0)  # type: ignore[arg-type]
+    assert "Adam, AdamW, SGD, AdaBelief, Ranger" in str(error.value)
+
+
+@pytest.mark.parametrize("lr", [0, -0.1, math.nan, "0.1", None])
+def test_bad_learning_rate(lr: object) -> None:
+    with pytest.raises(ConfigError, match="learning_rate"):
+        build_optimizer("AdamW", params(), lr=lr, weight_decay=0)  # type: ignore[arg-type]
+
+
+def test_bad_weight_decay() -> None:
+    with pytest.raises(ConfigError, match="weight_decay"):
+        build_optimizer("AdamW", params(), lr=0.1, weight_decay=-1e-4)
+
+
+# ------------------------------------------------------------------------------------- grammar
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("default-0.1-3", "default", {"factor": 0.1, "patience": 3}),
+        ("DEFAULT-0.5-0", "default", {"factor": 0.5, "patience": 0}),
+        ("default-1e-1-3", "default", {"factor": 0.1, "patience": 3}),
+        ("step-5-0.5", "step", {"step_size": 5, "gamma": 0.5}),
+        ("step-10-1", "step", {"step_size": 10, "gamma": 1.0}),
+        ("SGDR-5-2", "sgdr", {"T_0": 5, "T_mult": 2}),
+        ("sgdr-1-1", "sgdr", {"T_0": 1, "T_mult": 1}),
+        ("multi-10,20-0.1", "multi", {"milestones": (10, 20), "gamma": 0.1}),
+        ("multi-10_20_30-.5", "multi", {"milestones": (10, 20, 30), "gamma": 0.5}),
+        ("Multi-7-0.1", "multi", {"milestones": (7,), "gamma": 0.1}),
+        ("cosine", "cosine", {}),
+        ("OneCycle", "onecycle", {}),
+        ("none", "none", {}),
+        ("None", "none", {}),
+    ],
+)
+def test_parse_valid(text: str, kind: str, expected: dict) -> None:
+    assert parse_scheduler(text) == SchedulerSpec(kind, expected)
+
+
+def test_step_gamma_is_a_float() -> None:  # the tutorial parsed it as an int: 0.5 -> 0
+    gamma = parse_scheduler("step-5-0.5").params["gamma"]
+    assert isinstance(gamma, float) and gamma == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("step-5", None),
+        ("default-0.1", None),
+        ("SGDR-0-2", "T0 and TMULT"),
+        ("SGDR-5-0", "T0 and TMULT"),
+        ("SGDR-5-1.5", None),
+        ("multi-20,10-0.1", "strictly increasing"),
+        ("multi-10,10-0.1", "strictly increasing"),
+        ("multi-0,10-0.1", "strictly increasing"),
+        ("multi-10,-0.1", None),
+        ("default-1.5-3", "factor F"),
+        ("default-0-3", "factor F"),
+        ("default-0.1-2.5", None),
+        ("step-0-0.5", "step S"),
+        ("step-5-0", "gamma G"),
+        ("step-5-2", "gamma G"),
+        ("plateau", None),
+        ("steplr-5-0.5", None),  # substring trap
+        ("xstep-5-0.5", None),
+        ("step-5-0.5-1", None),
+        (" step-5-0.5", None),
+        ("cosine-10", None),
+        ("", None),
+        (None, None),
+        (5, None),
+    ],
+)
+def test_parse_invalid(text: object, reason: str | None) -> None:
+    with pytest.raises(ConfigError, match="scheduler") as error:
+        parse_scheduler(text)  # type: ignore[arg-type]
+    message = str(error.value)
+    assert repr(text) in message
+    for form, example, _ in SCHEDULER_FORMS:
+        assert form in message and example in message
+    assert 'scheduler="multi-10,20-0.1"' in message
+    if reason:
+        assert reason in message
+
+
+# ------------------------------------------------------------------------------------- schedulers
+
+
+def lr_curve(spec: str, *, warmup: int = 0, epochs: int = 10, metric: float = 0.5) -> list[float]:
+    """lr of each epoch, stepping the scheduler the way Lightning does once per epoch."""
+    optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
+    config = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=1)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(round(optimizer.param_groups[0]["lr"], 6))
+        optimizer.step()
+        if config is not None:
+            if "monitor" in config:
+                config["scheduler"].step(metric)
+            else:
+                config["scheduler"].step()
+    return lrs
+
+
+def cos(t: float, period: float) -> float:
+    return round((1 + math.cos(math.pi * t / period)) / 2, 6)
+
+
+@pytest.mark.parametrize(
+    ("spec", "warmup", "expected"),
+    [
+        ("none", 0, [1.0] * 10),
+        ("step-3-0.5", 0, [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125]),
+        ("multi-2,5-0.1", 0, [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.01]),
+        ("multi-2_5-0.1", 0, [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.01]),
+        (
+            "SGDR-2-2",
+            0,
+            [1, cos(1, 2), 1, cos(1, 4), cos(2, 4), cos(3, 4), 1, cos(1, 8), cos(2, 8), cos(3, 8)],
+        ),
+        ("cosine", 0, [cos(e, 10) for e in range(10)]),
+        # flat metric, patience 1: the first epoch sets the best, two bad epochs later the lr halves
+        ("default-0.5-1", 0, [1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625]),
+        # warm-up: lr/10 to lr linearly over W epochs, then the main schedule from its own epoch 0
+        ("none", 2, [0.1, 0.55, 1, 1, 1, 1, 1, 1, 1, 1]),
+        ("step-3-0.5", 2, [0.1, 0.55, 1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]),
+        ("multi-2,5-0.1", 2, [0.1, 0.55, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01]),
+        ("SGDR-2-1", 2, [0.1, 0.55, 1, 0.5, 1, 0.5, 1, 0.5, 1, 0.5]),
+        ("cosine", 2, [0.1, 0.55] + [cos(e, 8) for e in range(8)]),
+        ("default-0.5-1", 3, [0.1, 0.4, 0.7, 1, 1, 1, 0.5, 0.5, 0.25, 0.25]),
+    ],
+)
+def test_lr_curves(spec: str, warmup: int, expected: list[float]) -> None:
+    assert lr_curve(spec, warmup=warmup) == pytest.approx(expected, abs=1e-6)
+
+
+def test_plateau_keeps_lr_while_improving() -> None:
+    optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
+    scheduler = build_scheduler("default-0.5-0", optimizer, warmup_epoch=1, epochs=6, steps_per_epoch=1)[
+        "scheduler"
+    ]
+    for metric in (0.1, 0.2, 0.3, 0.4, 0.5):  # the first one falls in the warm-up
+        optimizer.step()
+        scheduler.step(metric)
+    assert optimizer.param_groups[0]["lr"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "warmup", "cls", "interval"),
+    [
+        ("default-0.1-3", 0, ReduceLROnPlateau, "epoch"),
+        ("default-0.1-3", 2, WarmupThenPlateau, "epoch"),
+        ("step-5-0.5", 0, StepLR, "epoch"),
+        ("step-5-0.5", 2, SequentialLR, "epoch"),
+        ("none", 2, LinearLR, "epoch"),
+        ("onecycle", 0, OneCycleLR, "step"),
+        ("onecycle", 2, OneCycleLR, "step"),
+    ],
+)
+def test_lightning_config(spec: str, warmup: int, cls: type, interval: str) -> None:
+    optimizer = build_optimizer("AdamW", params(), lr=0.01, weight_decay=0)
+    config = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=10, steps_per_epoch=5)
+    assert type(config["scheduler"]) is cls
+    assert config["interval"] == interval and config["frequency"] == 1
+    # Lightning passes the monitored value to every ReduceLROnPlateau, subclasses included
+    is_plateau = isinstance(config["scheduler"], ReduceLROnPlateau)
+    assert config.get("monitor") == ("val_acc" if is_plateau else None)
+
+
+def test_none_without_warmup_is_no_scheduler() -> None:
+    optimizer = build_optimizer("AdamW", params(), lr=0.01, weight_decay=0)
+    assert (
+        build_scheduler(parse_scheduler("none"), optimizer, warmup_epoch=0, epochs=5, steps_per_epoch=3)
+        is None
+    )
+
+
+def test_onecycle_warmup_sets_pct_start() -> None:
+    optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
+    scheduler = build_scheduler("onecycle", optimizer, warmup_epoch=2, epochs=10, steps_per_epoch=4)[
+        "scheduler"
+    ]
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(lrs) == pytest.approx(1.0, abs=1e-3)
+    assert lrs.index(max(lrs)) in (7, 8)  # the peak ends the 2 warm-up epochs (8 steps)
+    assert lrs[0] == pytest.approx(1.0 / 25)
+
+
+@pytest.mark.parametrize(
+    ("spec", "warmup", "epochs", "key"),
+    [
+        ("step-5-0.5", -1, 10, "warmup_epoch"),
+        ("step-5-0.5", 10, 10, "warmup_epoch"),
+        ("cosine", 0, -1, "scheduler"),
+        ("onecycle", 0, 0, "scheduler"),
+    ],
+)
+def test_build_scheduler_errors(spec: str, warmup: int, epochs: int, key: str) -> None:
+    optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
+    with pytest.raises(ConfigError, match=key):
+        build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=1)
+
+
+ALL_SPECS = ["default-0.5-0", "step-2-0.5", "multi-1,3-0.1", "SGDR-2-1", "cosine", "onecycle", "none"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "warmup"), [(spec, w) for spec in ALL_SPECS for w in (0, 2) if (spec, w) != ("none", 0)]
+)
+def test_param_group_added_later_follows_the_schedule(spec: str, warmup: int) -> None:
+    """What the freeze callback does: add the body's group at the head's current lr mid-run."""
+    epochs, steps = 6, 3
+    optimizer = build_optimizer("AdamW", params(), lr=1.0, weight_decay=0)
+    config = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=steps)
+    scheduler, per_step = config["scheduler"], config["interval"] == "step"
+    for epoch in range(epochs):
+        if epoch == 1:  # inside the warm-up: the hand-over to the main schedule is closed-form
+            optimizer.add_param_group({"params": params(), "lr": optimizer.param_groups[0]["lr"]})
+            adopt_new_param_groups(scheduler)
+        for _ in range(steps):
+            if epoch >= 1:
+                assert optimizer.param_groups[1]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if per_step:
+                scheduler.step()
+        if "monitor" in config:
+            scheduler.step(0.5)
+        elif not per_step:
+            scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[1]["lr"])
+
+
+class PlateauModule(L.LightningModule):
+    """Logs a flat val_acc; records the lr of every training epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+        self.lrs: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_acc", 0.5)
+
+    def on_train_epoch_start(self) -> None:
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer("SGD", self.parameters(), lr=1.0, weight_decay=0)
+        config = build_scheduler("default-0.5-0", optimizer, warmup_epoch=2, epochs=6, steps_per_epoch=1)
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def test_warmup_plateau_under_lightning() -> None:
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(2, 4)), batch_size=2)
+    module = PlateauModule()
+    trainer = L.Trainer(
+        max_epochs=6,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, data, data)
+    assert module.lrs == pytest.approx([0.1, 0.55, 1.0, 1.0, 0.5, 0.25])

@@ -1,0 +1,178 @@
+"""Training entry point: the README's command on tiny generated data, overrides, resume, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from digitcls.callbacks.checkpoint import BestCheckpoint
+from digitcls.errors import CheckpointError, ConfigError, DataError
+from digitcls.train import train
+
+FAST = [
+    "model_name=mobilenetv3_small",
+    "epochs=1",
+    "img_size=32",
+    "batch_size=16",
+    "num_workers=0",
+    "data_cache=false",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def run_train(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "digitcls.train", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=["+experiment=mbv3", *overrides])
+
+
+@pytest.fixture
+def project(tiny_folders: Path, tmp_path: Path) -> Path:
+    """A project folder whose data/ holds the tiny dataset, so the default paths are used as written."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (project / "data" / split).symlink_to(tiny_folders / split, target_is_directory=True)
+    return project
+
+
+def paths_of(tiny_folders: Path, out: Path) -> list[str]:
+    return [
+        f"train_path={tiny_folders / 'train'}",
+        f"val_path={tiny_folders / 'val'}",
+        f"test_path={tiny_folders / 'test'}",
+        f"output_dir={out}",
+    ]
+
+
+def test_readme_command_trains_and_names_checkpoints(project: Path) -> None:
+    result = run_train(["+experiment=mbv3", *FAST, "hydra.run.dir=outputs/run1"], cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best val acc" in result.stdout and "test acc" in result.stdout
+    run = project / "outputs" / "run1"
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in checkpoints
+    best = [name for name in checkpoints if name != "last.ckpt"]
+    assert len(best) == 1 and best[0].startswith("mobilenetv3_small_e0_"), checkpoints
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_checkpoint"].endswith(best[0])
+    assert summary["class_names"] == [str(d) for d in range(10)]
+    assert 0.0 <= summary["test_acc"] <= 1.0
+    assert (run / "metrics.csv").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    hparams = torch.load(run / "checkpoints" / best[0], map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert hparams["class_names"] == summary["class_names"]
+
+
+def test_top_level_overrides_reach_the_model_and_trainer(tiny_folders: Path, tmp_path: Path) -> None:
+    cfg = compose_train([*FAST, *paths_of(tiny_folders, tmp_path), "optimizer=SGD", "scheduler=step-2-0.5",
+                         "epochs=2", "freeze_nonlinear_epoch=1", "random_seed=0"])
+    summary = train(cfg)
+    assert summary["epochs_run"] == 2
+    ckpt = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["optimizer"] == "SGD"
+    assert ckpt["hyper_parameters"]["scheduler"] == "step-2-0.5"
+
+
+def test_resume_from_last_checkpoint_continues_at_next_epoch(tiny_folders: Path, tmp_path: Path) -> None:
+    first = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path / "a")]))
+    last = Path(first["best_checkpoint"]).parent / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+    resumed = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path / "b"), "epochs=2", f"ckpt_path={last}"]))
+    assert resumed["epochs_run"] == 2
+    # the resumed run trained epoch 1 only: epoch 0 came from the checkpoint
+    metrics = pd.read_csv(tmp_path / "b" / "metrics.csv")
+    logged_epochs = set(metrics.dropna(subset=["train_loss_epoch"])["epoch"].astype(int))
+    assert logged_epochs == {1}
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "words"),
+    [
+        ("class_number=7", ConfigError, ["class_number=7", "10 class folders", "class_number=10"]),
+        ("model_name=mobilenetv3_tiny", ConfigError, ["model_name", "mobilenetv3_small"]),
+        ("optimizer=Adamm", ConfigError, ["optimizer", "AdamW"]),
+        ("scheduler=steplr-5-0.5", ConfigError, ["scheduler", "step-S-G"]),
+        ("learning_rate=0", ConfigError, ["learning_rate", "positive"]),
+        ("learning_rate=-0.1", ConfigError, ["learning_rate", "positive"]),
+        ("batch_size=0", ConfigError, ["batch_size", "positive"]),
+        ("epochs=0", ConfigError, ["epochs", "positive"]),
+        ("img_size=0", ConfigError, ["img_size", "positive"]),
+        ("ckpt_path=/nonexistent/last.ckpt", CheckpointError, ["ckpt_path", "does not exist"]),
+    ],
+)
+def test_config_errors_name_the_key(
+    tiny_folders: Path, tmp_path: Path, override: str, error: type, words: list[str]
+) -> None:
+    cfg = compose_train([*FAST, *paths_of(tiny_folders, tmp_path), override])
+    with pytest.raises(error) as caught:
+        train(cfg)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_missing_train_path_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    result = run_train(["+experiment=mbv3", *FAST, "train_path=nowhere/train", "val_path=nowhere/val",
+                        "test_path=elsewhere/test", "hydra.run.dir=out"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "train_path" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_missing_data_error_type(tmp_path: Path) -> None:
+    cfg = compose_train([*FAST, "train_path=a/train", "val_path=b/val", "test_path=c/test", f"output_dir={tmp_path}"])
+    with pytest.raises(DataError, match="train_path"):
+        train(cfg)
+
+
+class _Strategy:
+    @staticmethod
+    def reduce_boolean_decision(decision: bool) -> bool:
+        return decision
+
+
+class _Trainer:
+    strategy = _Strategy()
+
+
+@pytest.mark.parametrize(
+    ("best_only", "one_only", "scores", "expected_saves"),
+    [
+        (True, True, [0.5, 0.4, 0.6], [True, False, True]),  # one file, replaced only by a better one
+        (True, False, [0.5, 0.4, 0.6], [True, False, True]),  # a file per improvement, none deleted
+        (False, False, [0.5, 0.4, 0.6], [True, True, True]),  # every epoch
+    ],
+)
+def test_checkpoint_policy(tmp_path: Path, best_only: bool, one_only: bool, scores: list[float],
+                           expected_saves: list[bool]) -> None:
+    checkpoint = BestCheckpoint(tmp_path, "mobilenetv3", save_best_only=best_only, save_one_only=one_only)
+    saves = []
+    for score in scores:
+        current = torch.tensor(score)
+        save = checkpoint.check_monitor_top_k(_Trainer(), current)  # type: ignore[arg-type]
+        saves.append(save)
+        if save:  # what _update_best_and_save records
+            checkpoint.best_k_models[f"{score}.ckpt"] = current
+            checkpoint.kth_best_model_path = min(checkpoint.best_k_models, key=checkpoint.best_k_models.get)
+            if checkpoint.best_model_score is None or current > checkpoint.best_model_score:
+                checkpoint.best_model_score = current
+    assert saves == expected_saves
+    assert checkpoint.save_top_k == (1 if one_only else -1)
