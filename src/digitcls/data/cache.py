@@ -11,68 +11,58 @@ at all and no need for worker processes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-
-from digitcls.data.images import load_image_tensor
-from digitcls.data.transforms import parse_img_size
-from digitcls.errors import BadImageError
 
 log = logging.getLogger("digitcls")
 
 CACHE_VERSION = 1
 
 
-def cache_key(samples: Sequence[tuple[Path, int]], img_size: int | Sequence[int]) -> str:
+class LabelledSplit(Protocol):
+    """What the cache needs of a folder dataset (``datamodule.ImageFolderDataset``)."""
+
+    samples: Sequence[tuple[Path, int]]
+    img_size: tuple[int, int]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int] | None: ...
+
+
+def cache_key(samples: Sequence[tuple[Path, int]], img_size: tuple[int, int]) -> str:
     """A digest of everything the decoded tensor depends on."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{parse_img_size(img_size)}".encode())
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{tuple(img_size)}".encode())
     for path, label in samples:
         stat = os.stat(path)
         digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
-def _decode_all(
-    samples: Sequence[tuple[Path, int]], img_size: int | Sequence[int], on_bad_image: str
-) -> tuple[Tensor, Tensor]:
-    def decode(sample: tuple[Path, int]) -> Tensor | None:
-        try:
-            return load_image_tensor(sample[0], img_size)
-        except BadImageError as error:
-            if on_bad_image == "error":
-                raise
-            warnings.warn(f"skipping bad image: {error}", stacklevel=2)
-            return None
-
+def _decode_all(split: LabelledSplit) -> tuple[Tensor, Tensor]:
     # OpenCV releases the GIL while decoding, so threads scale across cores
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(decode, samples, chunksize=256))
-    kept = [(image, label) for image, (_, label) in zip(images, samples, strict=True) if image is not None]
-    if not kept:
-        height, width = parse_img_size(img_size)
-        return torch.empty(0, 3, height, width, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
-    return torch.stack([image for image, _ in kept]), torch.tensor(
-        [label for _, label in kept], dtype=torch.int64
-    )
+        items = [item for item in pool.map(split.__getitem__, range(len(split)), chunksize=256) if item]
+    if not items:
+        return torch.empty(0, 3, *split.img_size, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
-def load_split(
-    samples: Sequence[tuple[Path, int]],
-    img_size: int | Sequence[int],
-    cache_dir: Path,
-    on_bad_image: str = "skip",
-) -> tuple[Tensor, Tensor]:
-    """The split as ``(images uint8 N x 3 x H x W, labels int64 N)``, from the disk cache when it is current."""
-    key = cache_key(samples, img_size)
+def load_split(split: LabelledSplit, cache_dir: Path) -> tuple[Tensor, Tensor]:
+    """``split`` decoded as ``(images uint8 N x 3 x H x W, labels int64 N)``, from the disk cache when current.
+
+    Decoding goes through the split's own ``__getitem__``, so pixels and the bad-image policy are the
+    folder path's own.
+    """
+    key = cache_key(split.samples, split.img_size)
     path = cache_dir / f"{key}.pt"
     if path.is_file():
         try:
@@ -80,14 +70,11 @@ def load_split(
             return cached["images"], cached["labels"]
         except Exception as error:  # a damaged cache is rebuilt, never trusted
             log.warning("data cache %s unreadable (%s); rebuilding it", path, error)
-    images, labels = _decode_all(samples, img_size, on_bad_image)
+    images, labels = _decode_all(split)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save({"images": images, "labels": labels}, tmp)
-    tmp.replace(path)  # atomic: a reader sees the old state or the whole new file
-    (cache_dir / f"{key}.json").write_text(
-        json.dumps({"n": len(labels), "img_size": list(parse_img_size(img_size))})
-    )
+    tmp.replace(path)  # atomic: a reader sees no file or the whole file
     return images, labels
 
 
@@ -102,4 +89,8 @@ class TensorSplit(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int | list[int]) -> tuple[Tensor, Tensor]:
-        return self.images[index], self.labels[index]
+        if isinstance(index, int):
+            return self.images[index], self.labels[index]
+        rows = torch.as_tensor(index)
+        # index_select copies whole rows: ~3x faster than advanced indexing on uint8 images
+        return self.images.index_select(0, rows), self.labels.index_select(0, rows)

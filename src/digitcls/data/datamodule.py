@@ -18,8 +18,16 @@ from typing import Any, NamedTuple
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    default_collate,
+)
 
+from digitcls.data.cache import TensorSplit, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
 from digitcls.data.images import load_image_tensor
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
@@ -177,12 +185,10 @@ class DigitDataModule(L.LightningDataModule):
         self.augment = parse_augment(augment)
         self.on_bad_image = _check_policy(on_bad_image)
         self.data_cache = data_cache
-        if data_cache:
-            log.info("data_cache: the in-memory cache is not available yet; reading the image folders")
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
-        self.train_dataset: ImageFolderDataset | None = None
-        self.val_dataset: ImageFolderDataset | None = None
-        self.test_dataset: ImageFolderDataset | None = None
+        self.train_dataset: ImageFolderDataset | TensorSplit | None = None
+        self.val_dataset: ImageFolderDataset | TensorSplit | None = None
+        self.test_dataset: ImageFolderDataset | TensorSplit | None = None
         self.predict_dataset: PredictFolderDataset | None = None
 
     # ------------------------------------------------------------------ datasets
@@ -205,13 +211,16 @@ class DigitDataModule(L.LightningDataModule):
             self.class_names = discover_classes(_require_folder(self.train_path, "train_path"))
         return self.class_names
 
-    def _labelled(self, split: str) -> ImageFolderDataset:
+    def _labelled(self, split: str) -> ImageFolderDataset | TensorSplit:
         key = f"{split}_path"
         root = _require_folder(getattr(self, key), key)
         samples = labelled_samples(root, self._classes(), split)
         if split == "train":
             samples = train_subset(samples, self.try_to_train_items, self.seed)
-        return ImageFolderDataset(samples, self.img_size, self.on_bad_image)
+        dataset = ImageFolderDataset(samples, self.img_size, self.on_bad_image)
+        if self.data_cache:
+            return TensorSplit(*load_split(dataset, cache_dir=root.parent / ".cache"))
+        return dataset
 
     # ------------------------------------------------------------------ loaders
 
@@ -240,6 +249,10 @@ class DigitDataModule(L.LightningDataModule):
     def _loader(
         self, dataset: Dataset | None, collate_fn: Any, generator: torch.Generator | None = None
     ) -> DataLoader:
+        if isinstance(dataset, TensorSplit):
+            # whole batches sliced from memory: one index list per step, no per-item work, no workers
+            order = RandomSampler(dataset, generator=generator) if generator else SequentialSampler(dataset)
+            return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, self.batch_size, drop_last=False))
         return DataLoader(
             dataset,  # type: ignore[arg-type]
             batch_size=self.batch_size,

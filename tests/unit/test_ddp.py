@@ -1,0 +1,105 @@
+"""DDP on CPU with 2 processes (gloo): metrics synced across ranks, every test image counted once, and
+DDP inside a Hydra multirun without the sweep being re-run in the child processes. Slow (minutes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from digitcls.data.datamodule import DigitDataModule
+from digitcls.model.module import load_classifier
+from tests.unit.test_sweep_e2e import data_paths, run_train
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "+experiment=mbv3",
+    "model_name=mobilenetv3_small",
+    "epochs=1",
+    "img_size=32",
+    "batch_size=8",
+    "num_workers=0",
+    "data_cache=false",
+    "trainer.enable_progress_bar=false",
+]
+DDP_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+
+
+def datamodule(root: Path, test_path: Path | None = None) -> DigitDataModule:
+    dm = DigitDataModule(
+        train_path=root / "train", val_path=root / "val", test_path=test_path or root / "test",
+        img_size=(32, 32), batch_size=8, num_workers=0,
+    )  # fmt: skip
+    dm.setup("fit")
+    return dm
+
+
+def single_process_val_acc(checkpoint: Path, root: Path) -> float:
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    (results,) = trainer.validate(load_classifier(checkpoint), datamodule=datamodule(root), verbose=False)
+    return results["val_acc"]
+
+
+def half_right_test_folder(checkpoint: Path, root: Path, out: Path) -> Path:
+    """Two copies of one test image: in the folder of the class the model predicts (right) and in another
+    (wrong). With 2 ranks each sees one image, so only a synced metric reads exactly 0.5; an unsynced one
+    reports rank 0's 1.0 or 0.0 (this works even for a model that predicts one class for everything)."""
+    dm = datamodule(root)
+    image, _ = dm.val_dataset[0]
+    source, _ = dm.val_dataset.samples[0]
+    model = load_classifier(checkpoint).eval()
+    with torch.no_grad():
+        predicted = dm.class_names[int(model(image[None]).argmax())]
+    other = next(name for name in dm.class_names if name != predicted)
+    for name in (predicted, other):
+        (out / name).mkdir(parents=True)
+        shutil.copy(source, out / name / "x.png")
+    return out
+
+
+def test_ddp_metrics_cover_each_image_once(tiny_folders: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    result = run_train([*TINY, *DDP_CPU, *data_paths(tiny_folders), f"hydra.run.dir={run}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran the same job in the same folder
+    assert result.stdout.count("== digitcls training summary ==") == 1  # printed by rank 0 only
+
+    # 50 val images split 25 / 25: the synced val acc equals a single-process pass on the same checkpoint
+    checkpoint = Path(summary["best_checkpoint"])
+    assert summary["best_val_acc"] == pytest.approx(single_process_val_acc(checkpoint, tiny_folders), abs=1e-6)
+
+    test_folder = half_right_test_folder(checkpoint, tiny_folders, tmp_path / "half_right")
+    run_b = tmp_path / "ddp_test"
+    result = run_train(
+        [*TINY, *DDP_CPU, *data_paths(tiny_folders), f"test_path={test_folder}", f"model_path={checkpoint}",
+         f"hydra.run.dir={run_b}"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_b / "summary.json").read_text())["test_acc"] == pytest.approx(0.5)
+
+
+def test_multirun_with_ddp_spawn_runs_each_job_once(tiny_folders: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        ["-m", *TINY, *DDP_CPU, "trainer=ddp_spawn", *data_paths(tiny_folders), "optimizer=Adam,SGD",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert output.count("Launching 2 jobs") == 1  # the trap: children re-running `-m` launch the sweep again
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+    with (sweep / "summary.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    for row in rows:
+        assert row["best_val_acc"] and row["test_acc"] and row["epochs_run"] == "1", row
