@@ -33,6 +33,9 @@ predict: ## label every image under test_path into pre.csv (MODEL=... default: n
 export: ## export a checkpoint to ONNX and TorchScript (MODEL=...)
 	$(PYTHON) -m digitcls.export $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
 
+summarize: ## rebuild a sweep's summary.csv/.md and val-acc plot (SWEEP_DIR=multirun/<date>/<time>)
+	$(PYTHON) -m digitcls.summarize $(SWEEP_DIR)
+
 test: ## the default test suite (fast; real-MNIST tests run when ../shared/data/mnist exists)
 	$(PYTHON) -m pytest
 

@@ -15,7 +15,9 @@ from digitcls.reports.sweep import SUMMARY_MD, job_dirs, write_sweep_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m digitcls.summarize", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m digitcls.summarize", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. multirun/2024-05-01/12-00-00")
     parser.add_argument("--no-plot", action="store_true", help="skip val_acc_curves.png")
     return parser.parse_args(argv)

@@ -7,16 +7,19 @@ Thin by design: compose the config, build the pieces, run them. ``train(cfg)`` r
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
@@ -69,6 +72,7 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
         class_weight=list(cfg.class_weight) if cfg.class_weight is not None else None,
         epochs=cfg.epochs,
         metrics=list(cfg.metrics),
+        channels_last=cfg.channels_last,
     )
     if cfg.pretrained:
         load_pretrained(model.backbone, cfg.pretrained)
@@ -90,12 +94,36 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
 def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) -> L.Trainer:
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
     trainer_kwargs["precision"] = trainer_precision(trainer_kwargs.get("precision"))
+    trainer_kwargs["strategy"] = sweep_safe_strategy(trainer_kwargs.get("strategy", "auto"))
     return L.Trainer(
         **trainer_kwargs,
         callbacks=callbacks,
         logger=CSVLogger(save_dir=output_dir, name="", version=""),
         default_root_dir=output_dir,
     )
+
+
+def sweep_safe_strategy(strategy: Any) -> Any:
+    """Lightning's ``ddp`` starts the other ranks by re-running the command line: in a local multirun that
+    is the whole sweep, in every rank. ``ddp_spawn`` starts them without it. Ranks started by a cluster
+    (SLURM tasks, torchrun) re-run nothing and keep ``ddp``."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    by_cluster = SLURMEnvironment.detect() or TorchElasticEnvironment.detect() or "LOCAL_RANK" in os.environ
+    if strategy == "ddp" and multirun and not by_cluster:
+        log.warning("trainer.strategy=ddp in a multirun: using ddp_spawn, as ddp would re-run the sweep in each rank")
+        return "ddp_spawn"
+    return strategy
+
+
+def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tuple[float | None, int]:
+    """Best val acc and epochs run. After ddp_spawn the main process gets back only best_model_path
+    (Lightning: "TODO: pass also best score") and an unchanged current_epoch: read both from the files."""
+    score = checkpoint.best_model_score
+    if score is not None or not checkpoint.best_model_path:
+        return (float(score) if score is not None else None), trainer.current_epoch
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False, mmap=True)
+    last = torch.load(Path(checkpoint.dirpath) / "last.ckpt", map_location="cpu", weights_only=False, mmap=True)
+    return float(best["callbacks"][checkpoint.state_key]["best_model_score"]), int(last["epoch"]) + 1
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -123,12 +151,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
-    best_score = checkpoint.best_model_score
+    best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)
     summary = {
-        "best_val_acc": float(best_score) if best_score is not None else None,
+        "best_val_acc": best_score,
         "best_checkpoint": str(Path(best_path).resolve()) if best_path else None,
         "best_epoch": _epoch_of(checkpoint),
-        "epochs_run": trainer.current_epoch,
+        "epochs_run": epochs_run,
         "test_acc": test_metrics.get("test_acc"),
         "test_metrics": test_metrics,
         "output_dir": str(output_dir.resolve()),

@@ -33,9 +33,13 @@ DDP_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 
 def datamodule(root: Path, test_path: Path | None = None) -> DigitDataModule:
     dm = DigitDataModule(
-        train_path=root / "train", val_path=root / "val", test_path=test_path or root / "test",
-        img_size=(32, 32), batch_size=8, num_workers=0,
-    )  # fmt: skip
+        train_path=root / "train",
+        val_path=root / "val",
+        test_path=test_path or root / "test",
+        img_size=(32, 32),
+        batch_size=8,
+        num_workers=0,
+    )
     dm.setup("fit")
     return dm
 
@@ -73,15 +77,23 @@ def test_ddp_metrics_cover_each_image_once(tiny_folders: Path, tmp_path: Path) -
 
     # 50 val images split 25 / 25: the synced val acc equals a single-process pass on the same checkpoint
     checkpoint = Path(summary["best_checkpoint"])
-    assert summary["best_val_acc"] == pytest.approx(single_process_val_acc(checkpoint, tiny_folders), abs=1e-6)
+    assert summary["best_val_acc"] == pytest.approx(
+        single_process_val_acc(checkpoint, tiny_folders), abs=1e-6
+    )
 
     test_folder = half_right_test_folder(checkpoint, tiny_folders, tmp_path / "half_right")
     run_b = tmp_path / "ddp_test"
     result = run_train(
-        [*TINY, *DDP_CPU, *data_paths(tiny_folders), f"test_path={test_folder}", f"model_path={checkpoint}",
-         f"hydra.run.dir={run_b}"],
+        [
+            *TINY,
+            *DDP_CPU,
+            *data_paths(tiny_folders),
+            f"test_path={test_folder}",
+            f"model_path={checkpoint}",
+            f"hydra.run.dir={run_b}",
+        ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run_b / "summary.json").read_text())["test_acc"] == pytest.approx(0.5)
 
@@ -89,10 +101,18 @@ def test_ddp_metrics_cover_each_image_once(tiny_folders: Path, tmp_path: Path) -
 def test_multirun_with_ddp_spawn_runs_each_job_once(tiny_folders: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     result = run_train(
-        ["-m", *TINY, *DDP_CPU, "trainer=ddp_spawn", *data_paths(tiny_folders), "optimizer=Adam,SGD",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, timeout=600,
-    )  # fmt: skip
+        [
+            "-m",
+            *TINY,
+            *DDP_CPU,
+            "trainer=ddp_spawn",
+            *data_paths(tiny_folders),
+            "optimizer=Adam,SGD",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert output.count("Launching 2 jobs") == 1  # the trap: children re-running `-m` launch the sweep again

@@ -33,8 +33,12 @@ def run_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comp
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", "digitcls.train", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def data_paths(root: Path) -> list[str]:
@@ -54,10 +58,16 @@ def test_two_by_two_sweep_with_failing_jobs(tiny_folders: Path, tmp_path: Path) 
     sweep = tmp_path / "sweep"
     # one argv item, as bash passes 'scheduler="multi-1,2-0.5",bogus-1': the quotes keep the comma in the value
     result = run_train(
-        ["-m", *FAST, *data_paths(tiny_folders), "optimizer=Adam,SGD", 'scheduler="multi-1,2-0.5",bogus-1',
-         f"hydra.sweep.dir={sweep}"],
+        [
+            "-m",
+            *FAST,
+            *data_paths(tiny_folders),
+            "optimizer=Adam,SGD",
+            'scheduler="multi-1,2-0.5",bogus-1',
+            f"hydra.sweep.dir={sweep}",
+        ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
@@ -69,7 +79,9 @@ def test_two_by_two_sweep_with_failing_jobs(tiny_folders: Path, tmp_path: Path) 
     assert {override_of(r, "scheduler") for r in ok} == {'"multi-1,2-0.5"'}
     assert float(ok[0]["best_val_acc"]) >= float(ok[1]["best_val_acc"])
     for row in ok:
-        assert row["error"] == "" and row["test_acc"] and row["best_epoch"] == "0" and row["epochs_run"] == "1"
+        assert (
+            row["error"] == "" and row["test_acc"] and row["best_epoch"] == "0" and row["epochs_run"] == "1"
+        )
         assert float(row["wall_time_s"]) > 0 and Path(row["best_checkpoint"]).is_file()
     for row in failed:
         assert override_of(row, "scheduler") == "bogus-1" and row["best_val_acc"] == ""
@@ -94,7 +106,13 @@ def test_named_grid_runs_every_combination_without_dash_m(tiny_folders: Path, tm
     this checks the 5 x 4 grid (and the quoted multi-10,20-0.1) in seconds."""
     sweep = tmp_path / "grid"
     result = run_train(
-        [*FAST, *data_paths(tiny_folders), "+sweep=optim_grid", "learning_rate=-1", f"hydra.sweep.dir={sweep}"],
+        [
+            *FAST,
+            *data_paths(tiny_folders),
+            "+sweep=optim_grid",
+            "learning_rate=-1",
+            f"hydra.sweep.dir={sweep}",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -111,12 +129,43 @@ def test_parallel_jobs_with_joblib(tiny_folders: Path, tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "joblib"
     result = run_train(
-        ["-m", *FAST, *data_paths(tiny_folders), "+launcher=joblib", "learning_rate=0.002,-1",
-         f"hydra.sweep.dir={sweep}"],
+        [
+            "-m",
+            *FAST,
+            *data_paths(tiny_folders),
+            "+launcher=joblib",
+            "learning_rate=0.002,-1",
+            f"hydra.sweep.dir={sweep}",
+        ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     rows = read_csv(sweep / "summary.csv")
     assert [(row["job"], row["status"]) for row in rows] == [("0", "ok"), ("1", "failed")]
     assert rows[0]["best_val_acc"] and "learning_rate" in rows[1]["error"]
+
+
+def test_optuna_study_goes_on_after_a_failed_trial(tiny_folders: Path, tmp_path: Path) -> None:
+    """With the seeded TPE sampler, trial 0 draws learning_rate=-1 (fails) and trial 1 draws 0.002."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "optuna"
+    result = run_train(
+        [
+            *FAST,
+            *data_paths(tiny_folders),
+            "+sweep=optuna",
+            "hydra.sweeper.n_trials=2",
+            "learning_rate=choice(0.002,-1)",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(sweep / "summary.csv")
+    assert [(row["job"], row["status"], override_of(row, "learning_rate")) for row in rows] == [
+        ("1", "ok", "0.002"),
+        ("0", "failed", "-1"),
+    ]
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "learning_rate: 0.002" in results and "best_value" in results

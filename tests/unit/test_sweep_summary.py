@@ -45,7 +45,9 @@ def fake_job(
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num, "name": "train"}}}))
+    (job / ".hydra" / "hydra.yaml").write_text(
+        yaml.safe_dump({"hydra": {"job": {"num": num, "name": "train"}}})
+    )
     if summary is not None:
         (job / "summary.json").write_text(json.dumps(summary))
     if status is not None:
@@ -61,22 +63,43 @@ def fake_job(
 
 def ok_summary(val: float, test: float, epoch: int = 1) -> dict:
     return {
-        "best_val_acc": val, "test_acc": test, "best_epoch": epoch, "epochs_run": 2, "wall_time_s": 3.0,
+        "best_val_acc": val,
+        "test_acc": test,
+        "best_epoch": epoch,
+        "epochs_run": 2,
+        "wall_time_s": 3.0,
         "best_checkpoint": f"/ckpt/mobilenetv3_e{epoch}_{val:.5f}.ckpt",
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
     """Four jobs: two good (job 1 the best), one failed with its error, one that never finished."""
     sweep = tmp_path / "multirun" / "2024-01-01" / "12-00-00"
-    fake_job(sweep, 0, [*COMMON, "optimizer=Adam", "scheduler=step-1-0.5"], ok_summary(0.80, 0.79),
-             {"job": 0, "status": "ok", "error": None, "wall_time_s": 12.5}, val_acc=[0.6, 0.8])  # fmt: skip
-    fake_job(sweep, 1, [*COMMON, "optimizer=SGD", "scheduler=step-1-0.5"], ok_summary(0.90, 0.88),
-             {"job": 1, "status": "ok", "error": None, "wall_time_s": 11.0}, val_acc=[0.7, 0.9])  # fmt: skip
+    fake_job(
+        sweep,
+        0,
+        [*COMMON, "optimizer=Adam", "scheduler=step-1-0.5"],
+        ok_summary(0.80, 0.79),
+        {"job": 0, "status": "ok", "error": None, "wall_time_s": 12.5},
+        val_acc=[0.6, 0.8],
+    )
+    fake_job(
+        sweep,
+        1,
+        [*COMMON, "optimizer=SGD", "scheduler=step-1-0.5"],
+        ok_summary(0.90, 0.88),
+        {"job": 1, "status": "ok", "error": None, "wall_time_s": 11.0},
+        val_acc=[0.7, 0.9],
+    )
     error = "ConfigError: scheduler: 'bogus-1' is not a valid | schedule\nuse step-S-G"
-    fake_job(sweep, 2, [*COMMON, "optimizer=Adam", "scheduler=bogus-1"], None,
-             {"job": 2, "status": "failed", "error": error, "wall_time_s": 0.4})  # fmt: skip
+    fake_job(
+        sweep,
+        2,
+        [*COMMON, "optimizer=Adam", "scheduler=bogus-1"],
+        None,
+        {"job": 2, "status": "failed", "error": error, "wall_time_s": 0.4},
+    )
     fake_job(sweep, 3, [*COMMON, "optimizer=SGD", "scheduler=bogus-1"])
     return sweep
 
@@ -88,7 +111,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_rows_are_ranked_best_first_and_failed_last(sweep: Path) -> None:
     rows = collect(sweep)
-    assert [(r.rank, r.job, r.status) for r in rows] == [(1, 1, "ok"), (2, 0, "ok"), (3, 2, "failed"), (4, 3, "failed")]
+    assert [(r.rank, r.job, r.status) for r in rows] == [
+        (1, 1, "ok"),
+        (2, 0, "ok"),
+        (3, 2, "failed"),
+        (4, 3, "failed"),
+    ]
     best = rows[0]
     assert (best.best_val_acc, best.test_acc, best.best_epoch, best.epochs_run) == (0.90, 0.88, 1, 2)
     assert best.wall_time_s == 11.0  # the callback's wall time (whole job), not train's own
@@ -103,7 +131,12 @@ def test_summary_files(sweep: Path) -> None:
 
     table = read_csv(sweep / "summary.csv")
     assert list(table[0]) == COLUMNS
-    assert [(r["job"], r["status"]) for r in table] == [("1", "ok"), ("0", "ok"), ("2", "failed"), ("3", "failed")]
+    assert [(r["job"], r["status"]) for r in table] == [
+        ("1", "ok"),
+        ("0", "ok"),
+        ("2", "failed"),
+        ("3", "failed"),
+    ]
     assert table[0]["overrides"] == "+experiment=mbv3 epochs=2 optimizer=SGD scheduler=step-1-0.5"
     assert float(table[0]["best_val_acc"]) == 0.90 and table[2]["best_val_acc"] == ""
     assert "bogus-1" in table[2]["error"]
@@ -113,7 +146,9 @@ def test_summary_files(sweep: Path) -> None:
     assert "Common to all jobs: `+experiment=mbv3 epochs=2`" in markdown
     body = [line for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(body) == 4
-    assert body[0].startswith("| 1 | 1 | ok | 0.9000 | 0.8800 | 1 | 2 | 11.0 | optimizer=SGD scheduler=step-1-0.5 |")
+    assert body[0].startswith(
+        "| 1 | 1 | ok | 0.9000 | 0.8800 | 1 | 2 | 11.0 | optimizer=SGD scheduler=step-1-0.5 |"
+    )
     # the error's pipe and newline must not break the table
     assert "valid \\| schedule use step-S-G" in body[2]
     assert len(re.split(r"(?<!\\)\|", body[2])) == 12  # 10 cells between the outer pipes
@@ -125,7 +160,9 @@ def test_metrics_csv_gives_one_point_per_epoch(sweep: Path) -> None:
 
 
 def test_no_curves_without_metrics(tmp_path: Path) -> None:
-    fake_job(tmp_path, 0, ["optimizer=Adam"], None, {"job": 0, "status": "failed", "error": "x", "wall_time_s": 1})
+    fake_job(
+        tmp_path, 0, ["optimizer=Adam"], None, {"job": 0, "status": "failed", "error": "x", "wall_time_s": 1}
+    )
     _, written = write_sweep_summary(tmp_path)
     assert [p.name for p in written] == ["summary.csv", "summary.md"]
 
@@ -144,7 +181,9 @@ def test_summarize_cli_rebuilds(sweep: Path, capsys: pytest.CaptureFixture[str])
     assert len(read_csv(sweep / "summary.csv")) == 4
 
 
-def test_summarize_cli_names_the_fix_for_a_wrong_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_summarize_cli_names_the_fix_for_a_wrong_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         summarize_main([str(tmp_path)])
     assert exit_info.value.code == 2
@@ -156,16 +195,24 @@ def test_summarize_cli_names_the_fix_for_a_wrong_folder(tmp_path: Path, capsys: 
 
 def job_config(output_dir: Path, mode: RunMode = RunMode.MULTIRUN, num: int = 3) -> DictConfig:
     return OmegaConf.create(
-        {"hydra": {"mode": mode, "runtime": {"output_dir": str(output_dir)}, "job": {"num": num},
-                   "sweep": {"dir": str(output_dir.parent)}}}
-    )  # fmt: skip
+        {
+            "hydra": {
+                "mode": mode,
+                "runtime": {"output_dir": str(output_dir)},
+                "job": {"num": num},
+                "sweep": {"dir": str(output_dir.parent)},
+            }
+        }
+    )
 
 
 def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     callback, config = SweepSummary(), job_config(tmp_path / "3")
     (tmp_path / "3").mkdir()
     callback.on_job_start(config, task_function=lambda cfg: None)
-    job_return = JobReturn(status=JobStatus.FAILED, _return_value=ConfigError("scheduler: 'bogus-1' is invalid"))
+    job_return = JobReturn(
+        status=JobStatus.FAILED, _return_value=ConfigError("scheduler: 'bogus-1' is invalid")
+    )
     callback.on_job_end(config, job_return)
 
     status = json.loads((tmp_path / "3" / JOB_STATUS_FILE).read_text())
@@ -192,7 +239,9 @@ def test_single_runs_and_other_ranks_write_nothing(tmp_path: Path, monkeypatch: 
     SweepSummary().on_job_end(job_config(tmp_path / "0", mode=RunMode.RUN), failed)
     assert failed.status == JobStatus.FAILED  # a single run keeps Hydra's own error handling
     monkeypatch.setenv("SLURM_PROCID", "1")
-    SweepSummary().on_job_end(job_config(tmp_path / "0"), JobReturn(status=JobStatus.COMPLETED, _return_value=1.0))
+    SweepSummary().on_job_end(
+        job_config(tmp_path / "0"), JobReturn(status=JobStatus.COMPLETED, _return_value=1.0)
+    )
     assert not (tmp_path / "0" / JOB_STATUS_FILE).exists()
 
 
@@ -208,7 +257,9 @@ def test_multirun_end_writes_the_summary(sweep: Path, capsys: pytest.CaptureFixt
 
 def compose_train(overrides: list[str]) -> DictConfig:
     with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=["+experiment=mbv3", *overrides], return_hydra_config=True)
+        return compose(
+            config_name="train", overrides=["+experiment=mbv3", *overrides], return_hydra_config=True
+        )
 
 
 def sweep_values(key: str, value: str) -> list[str]:
@@ -245,10 +296,19 @@ def test_slurm_launcher_matches_tasks_to_devices() -> None:
     cfg = compose_train(["+launcher=slurm", "hydra.launcher.partition=gpu"])
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
-    assert (cfg.trainer.accelerator, cfg.trainer.devices, launcher.tasks_per_node, launcher.gpus_per_node) == ("gpu", 1, 1, 1)
+    assert (
+        cfg.trainer.accelerator,
+        cfg.trainer.devices,
+        launcher.tasks_per_node,
+        launcher.gpus_per_node,
+    ) == ("gpu", 1, 1, 1)
     ddp = compose_train(["+launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"])
     assert ddp.trainer.strategy == "ddp"
-    assert (ddp.hydra.launcher.tasks_per_node, ddp.hydra.launcher.gpus_per_node, ddp.hydra.launcher.nodes) == (4, 4, 2)
+    assert (
+        ddp.hydra.launcher.tasks_per_node,
+        ddp.hydra.launcher.gpus_per_node,
+        ddp.hydra.launcher.nodes,
+    ) == (4, 4, 2)
 
 
 def test_optuna_sweeper_config() -> None:

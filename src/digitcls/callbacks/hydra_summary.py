@@ -75,15 +75,18 @@ class SweepSummary(Callback):
         output_dir = config.hydra.runtime.output_dir
         wall_time = time.perf_counter() - self._started.pop(output_dir, time.perf_counter())
         failed = job_return.status == JobStatus.FAILED
+        # the exception itself: the public return_value property re-raises it
         error: BaseException | None = job_return._return_value if failed else None
         if is_global_rank_zero():
             write_job_status(Path(output_dir), config.hydra.job.num, error, wall_time)
         if error is not None:
             # user errors carry a full explanation; anything else deserves its traceback in the job log
             log.error(
-                "job #%s failed: %s", config.hydra.job.num, describe(error),
+                "job #%s failed: %s",
+                config.hydra.job.num,
+                describe(error),
                 exc_info=None if isinstance(error, DigitclsError) else error,
-            )  # fmt: skip
+            )
             # Hydra's sweepers re-raise a failed job once the batch ends, which skips on_multirun_end
             # (no summary) and, with the Optuna sweeper, the remaining trials. The failure is recorded
             # above; the sweeper sees a job that returned None (Optuna: a failed trial) and goes on.
@@ -96,5 +99,10 @@ class SweepSummary(Callback):
         failed = [row.job for row in rows if row.status == "failed"]
         print((sweep_dir / SUMMARY_MD).read_text(), flush=True)
         if failed:
-            log.warning("%d of %d jobs failed (%s): see the error column of %s", len(failed), len(rows),
-                        ", ".join(f"#{job}" for job in failed), sweep_dir / SUMMARY_MD)  # fmt: skip
+            log.warning(
+                "%d of %d jobs failed (%s): see the error column of %s",
+                len(failed),
+                len(rows),
+                ", ".join(f"#{job}" for job in failed),
+                sweep_dir / SUMMARY_MD,
+            )

@@ -67,6 +67,7 @@ class DigitClassifier(L.LightningModule):
         class_weight: Sequence[float] | None = None,
         epochs: int = 10,
         metrics: Sequence[str] = ("acc", "f1"),
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         class_names = [str(name) for name in class_names]
@@ -87,11 +88,15 @@ class DigitClassifier(L.LightningModule):
                 "class_weight": list(class_weight) if class_weight is not None else None,
                 "epochs": epochs,
                 "metrics": metrics,
+                "channels_last": channels_last,
             }
         )
         self.class_names = class_names
         self.scheduler_spec = parse_scheduler(scheduler)  # fail at construction, not after an epoch
         self.backbone = build_backbone(model_name, len(class_names), dropout=dropout, bn_momentum=bn_momentum)
+        # NHWC runs MobileNetV3's depthwise convolutions about 2x faster on CPU (bench/); same results
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone.to(memory_format=self.memory_format)
         mean, std = normalization_for(model_name)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
@@ -104,14 +109,18 @@ class DigitClassifier(L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
-        return self.backbone((images - self.mean) / self.std)
+        images = ((images - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+        return self.backbone(images)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> Tensor:
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
         on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log(
+            f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels),
+            sync_dist=not on_step,  # val/test loss averaged over every process, not rank 0's share
+        )
         metrics.update(logits, labels)
         # log the metric objects, not values: torchmetrics syncs and resets them per epoch (DDP-correct)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(labels))

@@ -86,7 +86,9 @@ def read_job(job_dir: Path) -> JobRow:
     summary = _read_json(job_dir / SUMMARY_FILE)
     status = _read_json(job_dir / JOB_STATUS_FILE) or {}
     failed = status.get("status") == "failed" or summary is None
-    error = status.get("error") or (None if summary is not None else NO_SUMMARY if status else UNFINISHED)
+    error = status.get("error")
+    if summary is None and error is None:
+        error = NO_SUMMARY if status else UNFINISHED
     summary = summary or {}
     wall_time = status.get("wall_time_s", summary.get("wall_time_s"))
     return JobRow(
@@ -179,9 +181,17 @@ def to_markdown(rows: Sequence[JobRow], title: str) -> str:
     ]
     for row in rows:
         cells = [
-            row.rank, row.job, row.status, row.best_val_acc, row.test_acc, row.best_epoch, row.epochs_run,
-            _cell(row.wall_time_s, 1), varying_overrides(row, common), _shorten(row.error),
-        ]  # fmt: skip
+            row.rank,
+            row.job,
+            row.status,
+            row.best_val_acc,
+            row.test_acc,
+            row.best_epoch,
+            row.epochs_run,
+            _cell(row.wall_time_s, 1),
+            varying_overrides(row, common),
+            _shorten(row.error),
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

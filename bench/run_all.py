@@ -1,0 +1,236 @@
+"""`make bench`: every benchmark in one process, one after the other, into bench/results/latest.{json,md}.
+
+Each ratio is measured side by side within its own benchmark (see the scripts' docstrings); this
+script adds the machine's facts, a check of how busy the machine was, and writes the JSON and a
+markdown table for the README, both atomically. ``--quick`` is a seconds-long smoke run that writes
+``quick.json``/``quick.md`` instead, so it never overwrites the real figures.
+
+    python bench/run_all.py [--quick] [--data-dir data] [--results-dir bench/results] [--only data,predict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import bench_data
+import bench_lightning
+import bench_predict
+import bench_train
+import torch
+from benchlib import RESULTS_DIR, load_average, log, machine_facts, write_atomic, write_json
+
+from digitcls.model.module import DigitClassifier
+
+BENCHES: dict[str, ModuleType] = {
+    "data": bench_data,
+    "lightning": bench_lightning,
+    "predict": bench_predict,
+    "train": bench_train,
+}
+RATIOS = ("data_throughput_ratio", "lightning_overhead_ratio", "predict_throughput_ratio")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run, not figures")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--name", default=None, help="output file stem (default: latest; --quick: quick)")
+    parser.add_argument(
+        "--only", default=",".join(BENCHES), help=f"comma-separated subset of {list(BENCHES)}"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile comparison")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    return parser.parse_args(argv)
+
+
+def busy_check(calls: int = 10) -> dict[str, Any]:
+    """Batch-1 inference with the default threads vs one thread. On a quiet machine the two are close;
+    when other processes hold the cores, each of torch's parallel regions waits for a descheduled
+    thread and the default-threads figure balloons: the run's absolute figures are then unreliable."""
+    model = DigitClassifier(model_name="mobilenetv3_small", img_size=32).eval()
+    image = torch.rand(1, 3, 32, 32)
+    threads = torch.get_num_threads()
+
+    def ms_per_call() -> float:
+        with torch.no_grad():
+            model(image)
+            started = time.perf_counter()
+            for _ in range(calls):
+                model(image)
+        return (time.perf_counter() - started) / calls * 1e3
+
+    default_ms = ms_per_call()
+    torch.set_num_threads(1)
+    try:
+        one_ms = ms_per_call()
+    finally:
+        torch.set_num_threads(threads)
+    slowdown = default_ms / one_ms
+    return {
+        "batch1_ms_default_threads": round(default_ms, 2),
+        "batch1_ms_one_thread": round(one_ms, 2),
+        "slowdown": round(slowdown, 2),
+        "busy": slowdown > 2.0,
+        "load_average_1_5_15": load_average(),
+    }
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    machine = result["machine"]
+    metrics = result["metrics"]
+    targets = result["targets"]
+    details = result["details"]
+    lines = [
+        f"Measured with `make bench` on {machine['date'][:10]}: {machine['cpu_model']}, "
+        f"{machine['cpu_usable']} cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
+        f"lightning {machine['lightning']}"
+        + (" (**--quick smoke run: not figures**)" if result["quick"] else "")
+        + ". Medians of the repeats; every repeat is in `bench/results/latest.json`.",
+        "",
+        "| ratio | ours | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def met(name: str) -> str:
+        return "yes" if targets[name]["met"] else "**no**"
+
+    if "data" in details:
+        d = details["data"]
+        lines.append(
+            f"| data throughput, img/s (batches of {d['batch_size']} at {d['img_size']} px, normalised) "
+            f"| in-memory cache: {_fmt(metrics['data_inmemory_images_per_s'])} "
+            f"| per-file OpenCV DataLoader, 2 workers: {_fmt(metrics['data_perfile_images_per_s'])} "
+            f"| {metrics['data_throughput_ratio']:.2f}x | {targets['data_throughput_ratio']['target']} "
+            f"| {met('data_throughput_ratio')} |"
+        )
+    if "lightning" in details:
+        d = details["lightning"]
+        lines.append(
+            f"| training step, ms ({d['model_name']}, {d['img_size']} px, batch {d['batch_size']}, fp32) "
+            f"| LightningModule + Trainer: {_fmt(metrics['lightning_ms_per_step'], 1)} "
+            f"| plain PyTorch loop: {_fmt(metrics['plain_ms_per_step'], 1)} "
+            f"| {metrics['lightning_overhead_ratio']:.3f} | {targets['lightning_overhead_ratio']['target']} "
+            f"| {met('lightning_overhead_ratio')} |"
+        )
+    if "predict" in details:
+        d = details["predict"]
+        ours = "`python -m digitcls.predict`" if d["cli"]["images_per_s"] else "batched predict loader"
+        lines.append(
+            f"| prediction, img/s ({d['files']:,} test PNGs, {d['img_size']} px) "
+            f"| {ours}: {_fmt(metrics['predict_images_per_s'])} "
+            f"| one image at a time: {_fmt(metrics['predict_one_at_a_time_images_per_s'], 1)} "
+            f"| {metrics['predict_throughput_ratio']:.1f}x | {targets['predict_throughput_ratio']['target']} "
+            f"| {met('predict_throughput_ratio')} |"
+        )
+    if "data" in details:
+        build = details["data"]["cache_build"]
+        lines += [
+            "",
+            f"The in-memory cache is built once per split: {build['cold_build_s']:.1f} s for the "
+            f"{details['data']['train_images']:,} training images ({_fmt(build['cold_build_images_per_s'])} img/s), "
+            f"{build['reload_from_disk_s']:.2f} s to read back from `data/.cache` on later runs.",
+        ]
+    if "train" in details:
+        d = details["train"]
+        per_s = metrics["train_images_per_s"]
+        sizes = sorted({int(key.split("@")[1]) for key in per_s})
+        models = sorted({key.split("@")[0] for key in per_s})
+        lines += [
+            "",
+            f"Training throughput, img/s (batch {d['batch_size']}, fp32, in-memory data, plain loop):",
+            "",
+            "| model | " + " | ".join(f"{size} px" for size in sizes) + " |",
+            "|---|" + "---|" * len(sizes),
+        ]
+        for model in models:
+            cells = [_fmt(per_s.get(f"{model}@{size}", float("nan"))) for size in sizes]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        compiled = d["torch_compile"]
+        compile_text = (
+            f"torch.compile: {metrics['train_compile_speedup']:.2f}x eager (compiling took {compiled['compile_s']} s)"
+            if "train_compile_speedup" in metrics
+            else f"torch.compile: skipped ({compiled.get('skipped')})"
+        )
+        lines += [
+            "",
+            f"channels_last: {metrics['train_channels_last_speedup']:.2f}x the default format; {compile_text}.",
+        ]
+    busy = result["busy_check"]
+    if busy["before"]["busy"] or busy["after"]["busy"]:
+        lines += [
+            "",
+            "**The machine was busy during this run** (batch-1 inference "
+            f"{busy['before']['slowdown']}x / {busy['after']['slowdown']}x slower with "
+            f"{machine['torch_threads']} threads than with 1): absolute figures are low; ratios are fairer.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        raise SystemExit(f"--only: unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")
+    common = ["--data-dir", str(args.data_dir), "--raw-dir", str(args.raw_dir)] + (
+        ["--quick"] if args.quick else []
+    )
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "command": "python bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": args.quick,
+        "machine": machine_facts(),
+        "busy_check": {"before": busy_check()},
+        "metrics": {},
+        "targets": {},
+        "details": {},
+        "wall_s": {},
+        "notes": {},
+    }
+    for name in chosen:
+        module = BENCHES[name]
+        extra = ["--no-compile"] if name == "train" and args.no_compile else []
+        log(f"== {name}")
+        bench_started = time.perf_counter()
+        part = module.run(module.parse_args(common + extra))
+        result["wall_s"][name] = round(time.perf_counter() - bench_started, 1)
+        result["metrics"].update(part["metrics"])
+        result["targets"].update(part["targets"])
+        result["details"][name] = part["details"]
+        if part.get("notes"):
+            result["notes"][name] = part["notes"]
+    result["busy_check"]["after"] = busy_check()
+    result["wall_s"]["total"] = round(time.perf_counter() - started, 1)
+
+    stem = args.name or ("quick" if args.quick else "latest")
+    json_path = args.results_dir / f"{stem}.json"
+    md_path = args.results_dir / f"{stem}.md"
+    write_json(json_path, result)
+    write_atomic(md_path, markdown(result))
+    print(markdown(result))
+    for name in RATIOS:
+        if name in result["targets"]:
+            target = result["targets"][name]
+            print(
+                f"{name}: {result['metrics'][name]} (target {target['target']}: {'met' if target['met'] else 'NOT met'})"
+            )
+    print(f"wrote {json_path} and {md_path} in {result['wall_s']['total']:.0f} s")
+    return result
+
+
+if __name__ == "__main__":
+    main()
