@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             batched_runs.append(seen / elapsed)
             seen, elapsed = one_at_a_time(model, subset, args.img_size)
             single_runs.append(seen / elapsed)
-            if use_cli and checkpoint is not None and (index < 2 or args.quick):
+            if use_cli and checkpoint is not None and index < (1 if args.quick else 2):
                 work_dir = Path(tmp) / f"cli{index}"
                 work_dir.mkdir()
                 elapsed, failure = predict_cli(checkpoint, folder, work_dir)

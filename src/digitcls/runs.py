@@ -51,9 +51,9 @@ def resume_checkpoint(ckpt_path: str | None, resume: bool, output_dir: Path) -> 
     return found
 
 
-def write_summary(output_dir: Path, summary: dict) -> Path:
-    """Atomically write the run summary that later commands read."""
-    path = output_dir / SUMMARY_FILE
+def write_summary(output_dir: Path, summary: dict, name: str = SUMMARY_FILE) -> Path:
+    """Atomically write a JSON summary (by default the run summary that later commands read)."""
+    path = output_dir / name
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
     tmp.replace(path)

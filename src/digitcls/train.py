@@ -24,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
+from digitcls.cli import run_task
 from digitcls.config import img_size_hw, trainer_precision, validate
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
-from digitcls.errors import ConfigError, DigitclsError, full_errors_requested, report
+from digitcls.errors import ConfigError
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
 from digitcls.runs import resume_checkpoint, write_summary
@@ -190,19 +191,6 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"wall time    : {summary['wall_time_s']:.1f} s",
         flush=True,
     )
-
-
-def run_task(task, cfg: DictConfig) -> Any:
-    """Run a task; in a single run, a user error becomes a message and exit status 2. In a multirun
-    it propagates so Hydra records that job as failed and the sweep goes on."""
-    try:
-        return task(cfg)
-    except DigitclsError as error:
-        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-        if multirun or full_errors_requested():
-            raise
-        report(error)
-        raise SystemExit(2) from None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import random
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import (
@@ -29,7 +30,7 @@ from torch.utils.data import (
 
 from digitcls.data.cache import TensorSplit, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
-from digitcls.data.images import load_image_tensor
+from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
 from digitcls.errors import BadImageError, ConfigError, DataError
 
@@ -105,10 +106,16 @@ def collate_labelled(batch: list[Sample | None]) -> tuple[torch.Tensor, torch.Te
 class PredictFolderDataset(Dataset):
     """Every image under ``root`` as (image, path relative to root with '/'); a bad file is a BadFile."""
 
-    def __init__(self, root: str | Path, img_size: int | Sequence[int]):
+    def __init__(
+        self,
+        root: str | Path,
+        img_size: int | Sequence[int],
+        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
         self.root = Path(root)
         self.paths = unlabelled_samples(self.root)
         self.img_size = parse_img_size(img_size)
+        self.preprocess = preprocess  # e.g. preprocess.mnist_rgb for photos of digits
         self.errors: list[BadFile] = []
 
     def __len__(self) -> int:
@@ -118,9 +125,12 @@ class PredictFolderDataset(Dataset):
         path = self.paths[index]
         relative = path.relative_to(self.root).as_posix()
         try:
-            return load_image_tensor(path, self.img_size), relative
+            image = read_image(path)
         except BadImageError as error:
             return BadFile(relative, str(error))
+        if self.preprocess is not None:
+            image = self.preprocess(image)
+        return to_chw_tensor(resize(image, self.img_size)), relative
 
     def collate(self, batch: list[tuple[torch.Tensor, str] | BadFile]) -> PredictBatch:
         good = [item for item in batch if not isinstance(item, BadFile)]

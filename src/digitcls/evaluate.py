@@ -1,0 +1,156 @@
+"""`python -m digitcls.evaluate model_path=... eval_path=...`: metrics a user can trust, and pictures.
+
+Accuracy (micro), macro and per-class precision/recall/F1 and the confusion matrix, all from torchmetrics
+with ``average=`` explicit. The class mapping is the checkpoint's, never re-derived from the folders.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from digitcls.cli import run_task
+from digitcls.data.datamodule import ImageFolderDataset, collate_labelled
+from digitcls.data.folders import labelled_samples
+from digitcls.data.images import read_image
+from digitcls.errors import DataError
+from digitcls.inference import Predictor, load_predictor
+from digitcls.predict import write_csv_atomically
+from digitcls.reports.plots import confusion_matrix_figure, image_grid
+from digitcls.runs import newest_best_checkpoint, write_summary
+
+
+def build_metrics(class_number: int) -> MetricCollection:
+    n = class_number
+    return MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(num_classes=n, average="micro"),
+            "precision_macro": MulticlassPrecision(num_classes=n, average="macro"),
+            "recall_macro": MulticlassRecall(num_classes=n, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes=n, average="macro"),
+            "precision": MulticlassPrecision(num_classes=n, average="none"),
+            "recall": MulticlassRecall(num_classes=n, average="none"),
+            "f1": MulticlassF1Score(num_classes=n, average="none"),
+            "confusion": MulticlassConfusionMatrix(num_classes=n),
+        }
+    )
+
+
+def score_folder(
+    predictor: Predictor, root: str | Path, batch_size: int = 256, num_workers: int = 0, on_bad_image: str = "skip"
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Metric values, and one row per image (path, true, predicted, confidence) for the galleries."""
+    samples = labelled_samples(Path(root), predictor.class_names, "eval")
+    dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labelled)
+    metrics = build_metrics(len(predictor.class_names))
+    true, predicted, confidence = [], [], []
+    for batch in loader:
+        if batch is None:  # every image in it was unreadable (and skipped, with a warning)
+            continue
+        images, labels = batch
+        probabilities = predictor.probabilities(images)
+        metrics.update(probabilities, labels)
+        best, index = probabilities.max(dim=1)
+        true.append(labels)
+        predicted.append(index)
+        confidence.append(best)
+    if not true:
+        raise DataError(f"eval_path: no readable images under {root}.")
+    rows = pd.DataFrame(
+        {"true": torch.cat(true).numpy(), "predicted": torch.cat(predicted).numpy(),
+         "confidence": torch.cat(confidence).numpy()}
+    )
+    # skipped bad images are absent from the rows: match them to their files by decoding order
+    if len(rows) == len(samples):
+        rows.insert(0, "path", [str(path) for path, _ in samples])
+    return metrics.compute(), rows
+
+
+def per_class_table(values: dict[str, torch.Tensor], class_names: list[str]) -> pd.DataFrame:
+    confusion = values["confusion"].numpy()
+    return pd.DataFrame(
+        {
+            "class": class_names,
+            "support": confusion.sum(axis=1),
+            "precision": values["precision"].numpy(),
+            "recall": values["recall"].numpy(),
+            "f1": values["f1"].numpy(),
+        }
+    )
+
+
+def worst_mistakes(rows: pd.DataFrame, predictor: Predictor, k: int, path: Path) -> Path | None:
+    if "path" not in rows:
+        return None
+    wrong = rows[rows.true != rows.predicted].nlargest(k, "confidence")
+    names = predictor.class_names
+    return image_grid(
+        [read_image(p) for p in wrong.path],
+        [f"true {names[t]} → {names[p]}\n{c:.0%}" for t, p, c in zip(wrong.true, wrong.predicted, wrong.confidence,
+                                                                      strict=True)],
+        [True] * len(wrong),
+        path,
+        suptitle=f"the {len(wrong)} most confident mistakes",
+    )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
+    predictor = load_predictor(model_path)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    values, rows = score_folder(predictor, cfg.eval_path, cfg.batch_size, cfg.num_workers, cfg.on_bad_image)
+    table = per_class_table(values, predictor.class_names)
+    confusion = values["confusion"].numpy().astype(np.int64)
+    write_csv_atomically(table, output_dir / "per_class.csv")
+    write_csv_atomically(
+        pd.DataFrame(confusion, index=predictor.class_names, columns=predictor.class_names).reset_index(
+            names="true \\ predicted"), output_dir / "confusion_matrix.csv")
+    confusion_matrix_figure(confusion, predictor.class_names, output_dir / "confusion_matrix.png")
+    worst_mistakes(rows, predictor, cfg.worst_k, output_dir / "worst_mistakes.png")
+    summary = {
+        "checkpoint": str(model_path),
+        "eval_path": str(cfg.eval_path),
+        "n_images": int(confusion.sum()),
+        "accuracy": float(values["accuracy"]),
+        "precision_macro": float(values["precision_macro"]),
+        "recall_macro": float(values["recall_macro"]),
+        "f1_macro": float(values["f1_macro"]),
+        "per_class": table.to_dict(orient="records"),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_summary(output_dir, summary, name="metrics.json")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        f"\naccuracy {summary['accuracy']:.4%} | macro precision {summary['precision_macro']:.4f} "
+        f"recall {summary['recall_macro']:.4f} F1 {summary['f1_macro']:.4f} | {summary['n_images']} images\n"
+        f"outputs: {output_dir}/ (metrics.json, per_class.csv, confusion_matrix.csv/.png, worst_mistakes.png)"
+    )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    return run_task(evaluate, cfg)["accuracy"]
+
+
+if __name__ == "__main__":
+    main()

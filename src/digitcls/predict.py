@@ -1,0 +1,132 @@
+"""`make predict` / `python -m digitcls.predict`: label every image under ``test_path`` into ``pre.csv``.
+
+Batched (never one image at a time), keyed by the path relative to ``test_path`` (equal file names in two
+folders never collide), labelled with class *names*, written atomically. Unreadable images go to
+``pre_errors.csv`` and do not stop the run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import torch
+from natsort import natsort_keygen
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from digitcls.cli import run_task
+from digitcls.data.datamodule import PredictFolderDataset
+from digitcls.data.images import read_image
+from digitcls.errors import ConfigError, DataError
+from digitcls.inference import Predictor, load_predictor
+from digitcls.preprocess import PREPROCESSORS
+from digitcls.reports.plots import image_grid
+from digitcls.runs import newest_best_checkpoint
+
+COLUMNS = ["image_id", "label", "confidence"]
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Temp file in the same folder, then rename: readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def label_folder(
+    predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason)."""
+    if preprocess not in PREPROCESSORS:
+        raise ConfigError(f"preprocess: unknown value {preprocess!r}; valid: {', '.join(PREPROCESSORS)}.")
+    dataset = PredictFolderDataset(root, predictor.img_size, preprocess=PREPROCESSORS[preprocess])
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate,
+        persistent_workers=False,
+    )
+    ids: list[str] = []
+    labels: list[str] = []
+    confidences: list[float] = []
+    errors: list[tuple[str, str]] = []
+    for batch in loader:
+        errors.extend((bad.path, bad.reason) for bad in batch.errors)
+        if not batch.paths:
+            continue
+        confidence, index = predictor.probabilities(batch.images).max(dim=1)
+        ids.extend(batch.paths)
+        labels.extend(predictor.class_names[i] for i in index.tolist())
+        confidences.extend(confidence.tolist())
+    predictions = pd.DataFrame({"image_id": ids, "label": labels, "confidence": confidences}, columns=COLUMNS)
+    predictions = predictions.sort_values("image_id", key=natsort_keygen(), ignore_index=True)
+    return predictions, pd.DataFrame(errors, columns=["path", "reason"])
+
+
+def true_class(image_id: str, class_names: list[str]) -> str | None:
+    """The truth when the image's parent folder is named after a class (as in data/test/<digit>/)."""
+    parent = Path(image_id).parent.name
+    return parent if parent in class_names else None
+
+
+def prediction_grid(
+    predictions: pd.DataFrame, root: Path, class_names: list[str], preprocess: str, count: int, seed: int,
+    path: str | Path,
+) -> Path:
+    rows = random.Random(seed).sample(range(len(predictions)), min(count, len(predictions)))
+    images, titles, wrong = [], [], []
+    transform = PREPROCESSORS[preprocess]
+    for row in sorted(rows):
+        image_id, label, confidence = predictions.iloc[row][COLUMNS]
+        image = read_image(root / image_id)
+        images.append(transform(image) if transform else image)
+        truth = true_class(image_id, class_names)
+        wrong.append(truth is not None and truth != label)
+        titles.append(f"{label} ({confidence:.0%})" + (f"\ntrue {truth}" if wrong[-1] else ""))
+    return image_grid(images, titles, wrong, path, suptitle=f"predictions on {root} (red: wrong)")
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    if cfg.batch_size <= 0:
+        raise ConfigError(f"batch_size: must be positive, got {cfg.batch_size}; e.g. batch_size=256.")
+    model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
+    predictor = load_predictor(model_path)
+    root = Path(cfg.test_path)
+    started = time.perf_counter()
+    predictions, errors = label_folder(predictor, root, cfg.preprocess, cfg.batch_size, cfg.num_workers)
+    elapsed = time.perf_counter() - started
+    if predictions.empty:
+        raise DataError(f"test_path: none of the images under {root} could be read; see the warnings above.")
+    write_csv_atomically(predictions, cfg.output)
+    if len(errors):
+        write_csv_atomically(errors, cfg.errors_output)
+    else:
+        Path(cfg.errors_output).unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+    if cfg.grid_output and cfg.grid_size > 0:
+        prediction_grid(predictions, root, predictor.class_names, cfg.preprocess, cfg.grid_size,
+                        cfg.random_seed, cfg.grid_output)
+    rate = len(predictions) / elapsed if elapsed > 0 else float("inf")
+    print(f"labelled {len(predictions)} images with {model_path} -> {cfg.output} ({rate:.0f} images/s)")
+    if len(errors):
+        print(f"{len(errors)} unreadable image(s) listed in {cfg.errors_output}")
+    return {"images": len(predictions), "errors": len(errors), "images_per_s": rate, "model_path": str(model_path)}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    torch.set_grad_enabled(False)
+    run_task(predict, cfg)
+
+
+if __name__ == "__main__":
+    main()

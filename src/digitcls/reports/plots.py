@@ -1,0 +1,68 @@
+"""Pictures a user looks at: prediction grid, confusion matrix, worst mistakes (matplotlib, no screen)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: CI, servers, notebooks' own backend is unaffected once imported there
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+WRONG = "#d62728"
+RIGHT = "#222222"
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Write atomically (temp file + rename) so a reader never sees half a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    wrong: Sequence[bool],
+    path: str | Path,
+    suptitle: str = "",
+) -> Path:
+    """Images (H x W x 3 uint8) in a square-ish grid, each titled; wrong ones titled in red."""
+    count = max(1, len(images))
+    cols = min(8, count)
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title, is_wrong in zip(axes.flat, images, titles, wrong, strict=False):
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        ax.set_title(title, fontsize=8, color=WRONG if is_wrong else RIGHT)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return save_figure(fig, path)
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
+    """Counts, true classes down, predicted across; the diagonal is what we got right."""
+    size = max(4.0, 0.55 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(np.log1p(matrix), cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90 if len(class_names) > 12 else 0)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = np.log1p(matrix).max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            colour = "white" if np.log1p(count) > threshold else "black"
+            ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=7, color=colour)
+    accuracy = np.trace(matrix) / max(1, matrix.sum())
+    ax.set_title(f"confusion matrix — accuracy {accuracy:.4%} on {int(matrix.sum())} images")
+    return save_figure(fig, path)
