@@ -1,0 +1,96 @@
+"""`python -m digitcls.export model_path=... format=onnx|torchscript|all`.
+
+The exported graph takes float images in [0, 1], N x 3 x H x W (any N), and returns logits: the
+normalisation is inside the model, so a consumer only resizes. ONNX files carry the class names and
+``img_size`` in their metadata, which `predict model_path=<file>.onnx` reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from digitcls.cli import run_task
+from digitcls.errors import ConfigError
+from digitcls.model.module import DigitClassifier, load_classifier
+from digitcls.runs import newest_best_checkpoint
+
+FORMATS = ("onnx", "torchscript", "all")
+
+
+class Inference(nn.Module):
+    """The classifier as a plain module (normalise + backbone): a LightningModule drags its Trainer along."""
+
+    def __init__(self, model: DigitClassifier) -> None:
+        super().__init__()
+        self.backbone = model.backbone.to(memory_format=torch.contiguous_format).eval()
+        self.register_buffer("mean", model.mean.clone())
+        self.register_buffer("std", model.std.clone())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone((images - self.mean) / self.std)
+
+
+def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
+    size = model.hparams.img_size
+    height, width = (size, size) if isinstance(size, int) else size
+    return torch.rand(batch, 3, int(height), int(width))
+
+
+def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
+    import onnx  # optional dependency: the `export` extra
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.onnx.export(
+        Inference(model), (_example(model),), str(tmp), input_names=["images"], output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+    )
+    graph = onnx.load(str(tmp))
+    size = model.hparams.img_size
+    metadata = {"class_names": json.dumps(list(model.class_names)),
+                "img_size": json.dumps([size, size] if isinstance(size, int) else list(size)),
+                "model_name": model.hparams.model_name, "input": "float RGB in [0, 1], N x 3 x H x W"}
+    for key, value in metadata.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export_torchscript(model: DigitClassifier, path: Path) -> Path:
+    traced = torch.jit.trace(Inference(model), _example(model))
+    tmp = path.with_name(f".{path.name}.tmp")
+    traced.save(str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export(cfg: DictConfig) -> list[Path]:
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format: unknown {cfg.format!r}; valid: {', '.join(FORMATS)}.")
+    model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
+    model = load_classifier(model_path)
+    # string concatenation, not with_suffix: checkpoint names hold a dot (..._e3_0.99120.ckpt)
+    stem = str(cfg.output) if cfg.output else str(model_path.with_suffix(""))
+    written = []
+    if cfg.format in ("onnx", "all"):
+        written.append(export_onnx(model, Path(stem + ".onnx"), cfg.opset))
+    if cfg.format in ("torchscript", "all"):
+        written.append(export_torchscript(model, Path(stem + ".pt")))
+    for path in written:
+        print(f"exported {model_path} -> {path}")
+    return written
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    run_task(export, cfg)
+
+
+if __name__ == "__main__":
+    main()
