@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -94,3 +95,20 @@ def tiny_folders(tmp_path: Path) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(folder / f"{n}.png"), image)
     return root
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
+    """A checkpoint in Lightning's format (what load_classifier reads), without running a Trainer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path
+
+
+@pytest.fixture
+def untrained_checkpoint(tmp_path: Path) -> Path:
+    """A digitcls checkpoint (mobilenetv3_small, 32 px, classes 0-9) with seeded random weights."""
+    from digitcls.model.module import DigitClassifier
+
+    torch.manual_seed(0)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
+    return save_checkpoint(model.eval(), tmp_path / "ckpt" / "mobilenetv3_small_e0_0.10000.ckpt")

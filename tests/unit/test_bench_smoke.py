@@ -28,7 +28,6 @@ METRIC_KEYS = {
     "predict": (
         "predict_throughput_ratio",
         "predict_images_per_s",
-        "predict_batched_in_process_images_per_s",
         "predict_one_at_a_time_images_per_s",
     ),
     "train": ("train_images_per_s", "train_channels_last_speedup", "train_inmemory_vs_per_file_speedup"),
