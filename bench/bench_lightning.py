@@ -12,7 +12,8 @@ both sides alike, and the ratio is of the two medians.
 The per-step costs the module adds on top of the plain loop (metrics update, the isfinite check) are
 measured alone every run; with ``--profile`` (or when the ratio misses its target) a third side,
 Lightning with a bare ``training_step`` (loss only: no self.log, no metrics, no isfinite check), splits
-the overhead into "the module's per-step extras" and "the Trainer's loop".
+the overhead into "the module's per-step extras" and "the Trainer's loop", and a fourth side runs
+the change suggested for module.py (train metrics logged once per epoch, ``EpochEndMetricsClassifier``).
 
     python bench/bench_lightning.py [--quick] [--steps 30] [--profile]
 """
@@ -70,6 +71,25 @@ class BareClassifier(DigitClassifier):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, labels = batch
         return self.criterion(self(images), labels)
+
+
+class EpochEndMetricsClassifier(DigitClassifier):
+    """The change suggested for module.py: update the train metrics every step, but log the metric
+    objects once, in ``on_train_epoch_end`` (Lightning then computes and resets them), so the per-step
+    ``self.log`` bookkeeping (``_ResultMetric.to`` over each Metric's state) happens once per epoch."""
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.train_metrics.update(logits, labels)
+        if not torch.isfinite(loss):
+            raise RuntimeError("non-finite loss")
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
 
 
 class StepClock(L.Callback):
@@ -196,6 +216,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         if profile:
             runners["lightning_bare_step"] = lambda: lightning_loop(args, batches, warmup, BareClassifier)
+            runners["lightning_epoch_end_metrics"] = lambda: lightning_loop(
+                args, batches, warmup, EpochEndMetricsClassifier
+            )
         mean_s: dict[str, list[float]] = {name: [] for name in runners}
         median_step_s: dict[str, list[float]] = {name: [] for name in runners}
         for index in range(n_repeats):
@@ -239,6 +262,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         **extras,
     }
+    if "lightning_epoch_end_metrics" in measured:
+        suggested = measured["lightning_epoch_end_metrics"]["seconds_per_step"]["median"]
+        breakdown["suggested_epoch_end_metrics_ratio"] = ratio(
+            suggested, measured["plain"]["seconds_per_step"]["median"]
+        )
     if "lightning_bare_step" in measured:
         bare_ms = measured["lightning_bare_step"]["seconds_per_step"]["median"] * 1e3
         breakdown["trainer_loop_extra_ms_per_step"] = round(bare_ms - plain_ms, 2)

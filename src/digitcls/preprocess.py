@@ -14,6 +14,7 @@ import numpy as np
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20
+MIN_CONTRAST = 16
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:
@@ -26,10 +27,12 @@ def to_mnist_style(image: np.ndarray) -> np.ndarray:
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:  # light paper: invert so ink is bright, as in MNIST
         gray = 255 - gray
+    if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:  # blank paper: nothing to find
+        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
     smooth = cv2.GaussianBlur(gray, (3, 3), 0)
     _, ink = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     points = cv2.findNonZero(ink)
-    if points is None:  # a blank image stays blank
+    if points is None:
         return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
     x, y, w, h = cv2.boundingRect(points)
     # keep grey levels of the ink (anti-aliasing, like MNIST) but drop the paper's texture

@@ -1,0 +1,108 @@
+"""evaluate's metrics against a hand count; ONNX/TorchScript exports agree with torch; MNIST-style preprocessing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from digitcls.data.images import load_image_tensor
+from digitcls.errors import DataError
+from digitcls.evaluate import evaluate, score_folder
+from digitcls.export import export
+from digitcls.inference import load_predictor
+from digitcls.predict import label_folder
+from digitcls.preprocess import to_mnist_style
+
+
+def compose_cfg(name: str, overrides: list[str]):
+    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+def test_evaluate_matches_a_hand_count(tiny_folders: Path, untrained_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    summary = evaluate(compose_cfg("evaluate", [f"model_path={untrained_checkpoint}",
+                                                f"eval_path={tiny_folders / 'test'}", f"output_dir={out}",
+                                                "num_workers=0", "batch_size=8"]))
+    predictions, _ = label_folder(load_predictor(untrained_checkpoint), tiny_folders / "test")
+    truth = predictions.image_id.str.split("/").str[0]
+    assert summary["n_images"] == 50
+    assert summary["accuracy"] == pytest.approx((truth == predictions.label).mean())
+    table = pd.read_csv(out / "per_class.csv", dtype={"class": str})
+    for name, recall in zip(table["class"], table["recall"], strict=True):  # right / support, by hand
+        mine = truth == name
+        assert recall == pytest.approx((predictions.label[mine] == name).mean())
+    assert summary["recall_macro"] == pytest.approx(table.recall.mean())
+    confusion = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
+    assert confusion.to_numpy().sum() == 50 and np.trace(confusion.to_numpy()) == round(summary["accuracy"] * 50)
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == summary["accuracy"]
+    for picture in ("confusion_matrix.png", "worst_mistakes.png"):
+        assert (out / picture).stat().st_size > 1000
+
+
+def test_class_mapping_comes_from_the_checkpoint(tiny_folders: Path, untrained_checkpoint: Path) -> None:
+    test = tiny_folders / "test"
+    for name in ("0", "1", "2"):  # a folder with only some classes: still mapped by name
+        for file in (test / name).iterdir():
+            file.unlink()
+        (test / name).rmdir()
+    values, rows = score_folder(load_predictor(untrained_checkpoint), test)
+    assert set(rows.true) == set(range(3, 10))
+    (test / "ten").mkdir()
+    cv2.imwrite(str(test / "ten" / "x.png"), np.zeros((28, 28), np.uint8))
+    with pytest.raises(DataError, match="ten"):
+        score_folder(load_predictor(untrained_checkpoint), test)
+
+
+def test_onnx_and_torchscript_agree_with_torch(
+    tiny_folders: Path, untrained_checkpoint: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime", reason="the `export` extra is not installed")
+    onnx_path, script_path = export(compose_cfg("export", [f"model_path={untrained_checkpoint}", "format=all",
+                                                           f"output={tmp_path / 'model'}"]))
+    assert onnx_path.name == "model.onnx" and script_path.name == "model.pt"
+    images = torch.stack([load_image_tensor(p, 32) for p in sorted((tiny_folders / "test").rglob("*.png"))[:9]])
+    reference = load_predictor(untrained_checkpoint).probabilities(images)
+    from_onnx = load_predictor(onnx_path)
+    assert from_onnx.class_names == [str(d) for d in range(10)] and from_onnx.img_size == (32, 32)
+    assert torch.allclose(from_onnx.probabilities(images), reference, atol=1e-4)
+    scripted = torch.jit.load(str(script_path))
+    assert torch.allclose(scripted(images.float() / 255).softmax(1), reference, atol=1e-4)
+    by_onnx, _ = label_folder(from_onnx, tiny_folders / "test")
+    by_ckpt, _ = label_folder(load_predictor(untrained_checkpoint), tiny_folders / "test")
+    assert by_onnx.label.tolist() == by_ckpt.label.tolist()
+
+
+def render_digit(digit: int, canvas: tuple[int, int] = (200, 300), at: tuple[int, int] = (40, 170),
+                 thickness: int = 16, jpeg: bool = True) -> np.ndarray:
+    """Dark ink on light paper, off-centre, as a phone photo of a digit would be."""
+    photo = np.full((*canvas, 3), (225, 230, 235), np.uint8)
+    cv2.putText(photo, str(digit), at, cv2.FONT_HERSHEY_SIMPLEX, 5, (30, 25, 20), thickness, cv2.LINE_AA)
+    if jpeg:
+        photo = cv2.imdecode(cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+    return photo
+
+
+@pytest.mark.parametrize("digit", [1, 4, 7, 8])
+def test_mnist_style_inverts_crops_fits_and_centres(digit: int) -> None:
+    out = to_mnist_style(render_digit(digit))
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    assert out[0].max() < 40 and out[:, 0].max() < 40  # black background, like MNIST
+    ys, xs = np.nonzero(out > 40)
+    assert ys.max() - ys.min() + 1 <= 22 and xs.max() - xs.min() + 1 <= 22  # fits 20x20 (+ blur)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) >= 16  # and fills it
+    moments = cv2.moments(out)
+    assert abs(moments["m10"] / moments["m00"] - 14) < 1.5 and abs(moments["m01"] / moments["m00"] - 14) < 1.5
+
+
+def test_mnist_style_keeps_dark_backgrounds_and_blank_images() -> None:
+    dark = 255 - render_digit(3, jpeg=False)  # already light ink on dark
+    assert to_mnist_style(dark)[0].max() < 40
+    assert to_mnist_style(np.full((50, 50, 3), 200, np.uint8)).max() == 0
