@@ -48,8 +48,9 @@ test-all: ## every test, slow included
 bench: ## speed benchmarks -> bench/results/latest.json (ratios measured side by side)
 	$(PYTHON) bench/run_all.py
 
-bench-accuracy: ## full-MNIST accuracy runs (+experiment=mbv3 and mbv3_fast) -> bench/results/latest.json
-	$(PYTHON) bench/accuracy.py
+bench-accuracy: ## full-MNIST accuracy runs of both recipes -> outputs/bench-accuracy/<recipe>/summary.json
+	$(PYTHON) -m digitcls.train +experiment=mbv3_fast hydra.run.dir=outputs/bench-accuracy/mbv3_fast $(ARGS)
+	$(PYTHON) -m digitcls.train +experiment=mbv3 hydra.run.dir=outputs/bench-accuracy/mbv3 $(ARGS)
 
 notebook: ## execute notebooks/01_explore_mnist.ipynb headless
 	$(PYTHON) -m digitcls.notebook notebooks/01_explore_mnist.ipynb
