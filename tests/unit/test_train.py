@@ -93,10 +93,13 @@ def test_top_level_overrides_reach_the_model_and_trainer(tiny_folders: Path, tmp
 
 
 def test_resume_from_last_checkpoint_continues_at_next_epoch(tiny_folders: Path, tmp_path: Path) -> None:
-    first = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path / "a")]))
+    # an epoch-based schedule: a one-cycle schedule is sized for its run and cannot be extended
+    schedule = "scheduler=step-1-0.5"
+    first = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path / "a"), schedule]))
     last = Path(first["best_checkpoint"]).parent / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
-    resumed = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path / "b"), "epochs=2", f"ckpt_path={last}"]))
+    resumed = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path / "b"), schedule, "epochs=2",
+                                   f"ckpt_path={last}"]))
     assert resumed["epochs_run"] == 2
     # the resumed run trained epoch 1 only: epoch 0 came from the checkpoint
     metrics = pd.read_csv(tmp_path / "b" / "metrics.csv")
