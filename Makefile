@@ -53,7 +53,8 @@ bench-accuracy: ## full-MNIST accuracy runs of both recipes -> outputs/bench-acc
 	$(PYTHON) -m digitcls.train +experiment=mbv3 hydra.run.dir=outputs/bench-accuracy/mbv3 $(ARGS)
 
 notebook: ## execute notebooks/01_explore_mnist.ipynb headless
-	$(PYTHON) -m digitcls.notebook notebooks/01_explore_mnist.ipynb
+	@if [ -f notebooks/01_explore_mnist.ipynb ]; then $(PYTHON) -m digitcls.notebook notebooks/01_explore_mnist.ipynb; \
+	else echo "not yet: notebooks/01_explore_mnist.ipynb does not exist yet"; fi
 
 lint: ## ruff
 	$(PYTHON) -m ruff check src tests bench
