@@ -33,7 +33,7 @@ from digitcls.errors import DataError
 from digitcls.inference import Predictor, load_predictor
 from digitcls.predict import write_csv_atomically
 from digitcls.reports.plots import confusion_matrix_figure, image_grid
-from digitcls.runs import newest_best_checkpoint, write_summary
+from digitcls.runs import newest_best_checkpoint, writable_folder, write_summary
 
 
 def build_metrics(class_number: int) -> MetricCollection:
@@ -56,7 +56,9 @@ def score_folder(
     predictor: Predictor, root: str | Path, batch_size: int = 256, num_workers: int = 0, on_bad_image: str = "skip"
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Metric values, and one row per image (path, true, predicted, confidence) for the galleries."""
-    samples = labelled_samples(Path(root), predictor.class_names, "eval")
+    samples = labelled_samples(
+        Path(root), predictor.class_names, "eval", classes_from=f"the classes of model_path {predictor.path}"
+    )
     dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labelled)
     metrics = build_metrics(len(predictor.class_names))
@@ -114,8 +116,7 @@ def worst_mistakes(rows: pd.DataFrame, predictor: Predictor, k: int, path: Path)
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
     predictor = load_predictor(model_path)
-    output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = writable_folder(cfg.output_dir, "output_dir")
     started = time.perf_counter()
     values, rows = score_folder(predictor, cfg.eval_path, cfg.batch_size, cfg.num_workers, cfg.on_bad_image)
     table = per_class_table(values, predictor.class_names)

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from digitcls.atomic import atomic_path
 from digitcls.cli import run_task
 from digitcls.errors import ConfigError
 from digitcls.model.module import DigitClassifier, load_classifier
@@ -45,28 +46,26 @@ def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
 def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
     import onnx  # optional dependency: the `export` extra
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.onnx.export(
-        Inference(model), (_example(model),), str(tmp), input_names=["images"], output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
-    )
-    graph = onnx.load(str(tmp))
     size = model.hparams.img_size
     metadata = {"class_names": json.dumps(list(model.class_names)),
                 "img_size": json.dumps([size, size] if isinstance(size, int) else list(size)),
                 "model_name": model.hparams.model_name, "input": "float RGB in [0, 1], N x 3 x H x W"}
-    for key, value in metadata.items():
-        graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            Inference(model), (_example(model),), str(tmp), input_names=["images"], output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+        )
+        graph = onnx.load(str(tmp))
+        for key, value in metadata.items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(tmp))
     return path
 
 
 def export_torchscript(model: DigitClassifier, path: Path) -> Path:
     traced = torch.jit.trace(Inference(model), _example(model))
-    tmp = path.with_name(f".{path.name}.tmp")
-    traced.save(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
     return path
 
 

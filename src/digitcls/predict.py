@@ -7,7 +7,6 @@ folders never collide), labelled with class *names*, written atomically. Unreada
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from natsort import natsort_keygen
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from digitcls.atomic import atomic_path
 from digitcls.cli import run_task
 from digitcls.data.datamodule import PredictFolderDataset
 from digitcls.data.images import read_image
@@ -27,22 +27,16 @@ from digitcls.errors import ConfigError, DataError
 from digitcls.inference import Predictor, load_predictor
 from digitcls.preprocess import PREPROCESSORS
 from digitcls.reports.plots import image_grid
-from digitcls.runs import newest_best_checkpoint
+from digitcls.runs import newest_best_checkpoint, writable_folder
 
 COLUMNS = ["image_id", "label", "confidence"]
 
 
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
     """Temp file in the same folder, then rename: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def label_folder(
@@ -99,6 +93,9 @@ def prediction_grid(
 def predict(cfg: DictConfig) -> dict[str, Any]:
     if cfg.batch_size <= 0:
         raise ConfigError(f"batch_size: must be positive, got {cfg.batch_size}; e.g. batch_size=256.")
+    for key in ("output", "errors_output", "grid_output"):
+        if cfg[key]:
+            writable_folder(Path(cfg[key]).parent, key)
     model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
     predictor = load_predictor(model_path)
     root = Path(cfg.test_path)

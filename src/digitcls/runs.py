@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
-from digitcls.errors import CheckpointError
+from digitcls import atomic
+from digitcls.errors import CheckpointError, ConfigError
 
 RUN_ROOTS = (Path("outputs"), Path("multirun"))
 SUMMARY_FILE = "summary.json"
@@ -51,10 +53,22 @@ def resume_checkpoint(ckpt_path: str | None, resume: bool, output_dir: Path) -> 
     return found
 
 
+def writable_folder(folder: str | Path, key: str) -> Path:
+    """Create ``folder`` and prove a file can be written in it, before any long work that would end
+    in a failed write; the error names the config ``key`` that chose the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"{key}: cannot write to {folder} ({error.strerror or error}). Choose a folder you can write to "
+            f"with {key}=<path>."
+        ) from None
+    return folder
+
+
 def write_summary(output_dir: Path, summary: dict, name: str = SUMMARY_FILE) -> Path:
     """Atomically write a JSON summary (by default the run summary that later commands read)."""
-    path = output_dir / name
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return atomic.write_json(output_dir / name, summary)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
+from digitcls.callbacks.interrupt import InterruptCheckpoint
 from digitcls.cli import run_task
 from digitcls.config import img_size_hw, trainer_precision, validate
 from digitcls.data.datamodule import DigitDataModule
@@ -31,7 +32,7 @@ from digitcls.data.prepare import ensure_prepared
 from digitcls.errors import ConfigError
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
-from digitcls.runs import resume_checkpoint, write_summary
+from digitcls.runs import resume_checkpoint, writable_folder, write_summary
 
 log = logging.getLogger("digitcls")
 
@@ -82,7 +83,12 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
 
 def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoint, list[Callback]]:
     checkpoint = BestCheckpoint(checkpoint_dir, cfg.model_name, cfg.save_best_only, cfg.save_one_only)
-    callbacks: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    # Ctrl-C: save last.ckpt at the next batch boundary, then exit 130 with how to resume
+    callbacks: list[Callback] = [
+        checkpoint,
+        InterruptCheckpoint(checkpoint),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
     if cfg.early_stop_patient > 0:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=cfg.early_stop_patient))
     if cfg.freeze_nonlinear_epoch > 0:
@@ -131,7 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then test the best checkpoint; return the run summary (also written to summary.json)."""
     validate(cfg)
     started = time.perf_counter()
-    output_dir = Path(cfg.output_dir)
+    output_dir = writable_folder(cfg.output_dir, "output_dir")
     L.seed_everything(cfg.random_seed, workers=True)  # always seeded: random_seed=0 is a valid seed
 
     ensure_prepared(cfg.train_path, cfg.val_path, cfg.test_path, cfg.raw_dir)

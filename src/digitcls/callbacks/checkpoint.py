@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from weakref import proxy
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from digitcls.atomic import atomic_path
+
+
+def save_checkpoint_atomically(trainer: L.Trainer, path: str | Path, weights_only: bool = False) -> None:
+    """``trainer.save_checkpoint`` into a temporary file beside ``path``, then rename it over ``path``.
+
+    Lightning writes to a file in the *system* temp folder and ``shutil.move``s it: a rename only when that
+    folder is on the checkpoint's filesystem; otherwise a copy into the final name, which a kill or a full
+    disk leaves truncated. A temporary file in the same folder makes the rename always atomic: readers (and
+    ``resume=true``) see the old checkpoint or the new one, never half of one. All ranks must call this
+    (saving has a barrier); only global rank 0 writes, so only it renames.
+    """
+    with atomic_path(path, commit=trainer.is_global_zero) as tmp:
+        trainer.save_checkpoint(tmp, weights_only)
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -16,6 +32,8 @@ class BestCheckpoint(ModelCheckpoint):
       best is never deleted in favour of a worse one (the tutorial's bug).
     * ``save_best_only`` without ``save_one_only``: a new file each time val_acc improves, none deleted.
     * neither: a file every epoch.
+
+    Every file is written atomically (:func:`save_checkpoint_atomically`).
     """
 
     def __init__(self, dirpath: str | Path, model_name: str, save_best_only: bool, save_one_only: bool) -> None:
@@ -35,3 +53,13 @@ class BestCheckpoint(ModelCheckpoint):
             improved = bool(current > self.best_model_score)
             return trainer.strategy.reduce_boolean_decision(improved)
         return super().check_monitor_top_k(trainer, current)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # ModelCheckpoint._save_checkpoint (Lightning 2.6) with the write made atomic; loggers are told
+        # only once the file is in place, since some of them upload it
+        save_checkpoint_atomically(trainer, filepath, self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from digitcls.atomic import atomic_path
+
 log = logging.getLogger("digitcls")
 
 CACHE_VERSION = 1
@@ -71,10 +73,8 @@ def load_split(split: LabelledSplit, cache_dir: Path) -> tuple[Tensor, Tensor]:
         except Exception as error:  # a damaged cache is rebuilt, never trusted
             log.warning("data cache %s unreadable (%s); rebuilding it", path, error)
     images, labels = _decode_all(split)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"images": images, "labels": labels}, tmp)
-    tmp.replace(path)  # atomic: a reader sees no file or the whole file
+    with atomic_path(path) as tmp:  # a reader sees no file or the whole file
+        torch.save({"images": images, "labels": labels}, tmp)
     return images, labels
 
 

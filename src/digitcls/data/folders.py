@@ -60,8 +60,11 @@ def discover_classes(train_root: str | Path) -> list[str]:
     return classes
 
 
-def labelled_samples(root: str | Path, class_names: list[str], split_name: str) -> list[tuple[Path, int]]:
-    """(image path, class index) for every image under ``root``/<class>/ (any depth), classes mapped by name."""
+def labelled_samples(
+    root: str | Path, class_names: list[str], split_name: str, classes_from: str = "the training classes"
+) -> list[tuple[Path, int]]:
+    """(image path, class index) for every image under ``root``/<class>/ (any depth), classes mapped by name;
+    ``classes_from`` says where ``class_names`` came from, for the error about an unknown class."""
     root = Path(root)
     images = _require_images(root, split_name)
     index = {name: i for i, name in enumerate(class_names)}
@@ -76,8 +79,8 @@ def labelled_samples(root: str | Path, class_names: list[str], split_name: str) 
             )
         if parts[0] not in index:
             raise DataError(
-                f"{split_name} split: class folder {parts[0]!r} ({root / parts[0]}) is not one of the "
-                f"training classes ({', '.join(class_names)}). Remove or rename it, or train with it."
+                f"{split_name} split: class folder {parts[0]!r} ({root / parts[0]}) is not one of "
+                f"{classes_from} ({', '.join(class_names)}). Remove or rename it, or train with it."
             )
         samples.append((path, index[parts[0]]))
     return samples

@@ -37,6 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from digitcls import atomic
 from digitcls.errors import ConfigError, DataError, friendly_errors
 
 try:
@@ -276,9 +277,7 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = out_dir / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out_dir / MANIFEST)
+    atomic.write_json(out_dir / MANIFEST, manifest)
 
 
 def count_pngs(split_dir: Path) -> int:

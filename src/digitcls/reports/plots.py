@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,19 +11,20 @@ matplotlib.use("Agg")  # headless: CI, servers, notebooks' own backend is unaffe
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from digitcls.atomic import atomic_path
+
 WRONG = "#d62728"
 RIGHT = "#222222"
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     """Write atomically (temp file + rename) so a reader never sees half a PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def image_grid(

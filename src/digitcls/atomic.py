@@ -1,0 +1,47 @@
+"""Atomic file writes: every output digitcls writes appears whole or not at all.
+
+Write into a temporary file beside the target (same folder, so the same filesystem), flush it to disk, then
+``os.replace`` it over the target: a reader, a later command or ``resume=true`` sees the old file or the new
+one, never half of one, whatever kills the writer (Ctrl-C, SIGKILL, a full disk). On any failure the
+temporary file is removed and the old file is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | Path, commit: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; on leaving the block it replaces ``path``.
+
+    ``commit=False`` (e.g. a DDP rank other than 0, which takes part in a collective save but writes
+    nothing) neither renames nor removes anything.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        if commit:
+            with open(tmp, "rb") as handle:  # on disk before the rename: a crash cannot leave an empty file
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    finally:
+        if commit:
+            tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
