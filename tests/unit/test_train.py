@@ -92,6 +92,18 @@ def test_top_level_overrides_reach_the_model_and_trainer(tiny_folders: Path, tmp
     assert ckpt["hyper_parameters"]["scheduler"] == "step-2-0.5"
 
 
+def test_last_ckpt_is_rewritten_every_epoch_even_without_improvement(tiny_folders: Path, tmp_path: Path) -> None:
+    """Weights and BatchNorm statistics that (almost) do not move keep val_acc flat: only epoch 0 is an
+    improvement, yet last.ckpt must follow every epoch (Lightning alone rewrites it only with a new best)."""
+    summary = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path), "epochs=3", "learning_rate=1e-12",
+                                   "bn_momentum=1e-9", "scheduler=none", "augment=null"]))
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt", Path(summary["best_checkpoint"]).name]
+    assert summary["best_epoch"] == 0
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2 and last["global_step"] == 3 * 13  # 200 images in batches of 16
+
+
 def test_resume_from_last_checkpoint_continues_at_next_epoch(tiny_folders: Path, tmp_path: Path) -> None:
     # an epoch-based schedule: a one-cycle schedule is sized for its run and cannot be extended
     schedule = "scheduler=step-1-0.5"

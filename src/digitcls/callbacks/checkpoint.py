@@ -33,7 +33,10 @@ class BestCheckpoint(ModelCheckpoint):
     * ``save_best_only`` without ``save_one_only``: a new file each time val_acc improves, none deleted.
     * neither: a file every epoch.
 
-    Every file is written atomically (:func:`save_checkpoint_atomically`).
+    ``last.ckpt`` is rewritten at the end of *every* epoch. (Lightning 2.6 rewrites it only when a top-k
+    file was saved in the same step, i.e. only when val_acc improved: a run killed after a few epochs without
+    improvement would resume from the last improvement, not from where it stopped.) Every file is written
+    atomically (:func:`save_checkpoint_atomically`).
     """
 
     def __init__(self, dirpath: str | Path, model_name: str, save_best_only: bool, save_one_only: bool) -> None:
@@ -53,6 +56,21 @@ class BestCheckpoint(ModelCheckpoint):
             improved = bool(current > self.best_model_score)
             return trainer.strategy.reduce_boolean_decision(improved)
         return super().check_monitor_top_k(trainer, current)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_unless_saved(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_unless_saved(trainer)
+
+    def _save_last_unless_saved(self, trainer: L.Trainer) -> None:
+        # skipped when this step was saved already (then last.ckpt was too), in the sanity check, etc.
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         # ModelCheckpoint._save_checkpoint (Lightning 2.6) with the write made atomic; loggers are told
