@@ -23,18 +23,9 @@ import torch
 from digitcls.errors import EXIT_USER_ERROR
 from digitcls.model.module import DigitClassifier
 from tests.conftest import save_checkpoint
+from tests.tiny import TINY_TRAIN
 
-FAST = [
-    "model_name=mobilenetv3_small",
-    "epochs=1",
-    "img_size=32",
-    "batch_size=16",
-    "num_workers=0",
-    "data_cache=false",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "trainer.enable_progress_bar=false",
-]
+FAST = TINY_TRAIN
 
 
 @dataclass

@@ -23,16 +23,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.tiny import TINY_TRAIN
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 
 RUN_BY_CI = ("make install", "make test")
 # run by their own test, on tiny data: (command, test file, test function)
 RUN_ELSEWHERE = {"make notebook": ("test_notebook.py", "test_notebook_runs_top_to_bottom_on_tiny_data")}
-TRAIN_SMALL = [
-    "model_name=mobilenetv3_small", "epochs=1", "img_size=32", "batch_size=16", "num_workers=0",
-    "data_cache=false", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.enable_progress_bar=false",
-]  # fmt: skip
+TRAIN_SMALL = TINY_TRAIN
 SWEEP_SMALL = [*TRAIN_SMALL, "try_to_train_items=32"]
 PREDICT_SMALL = ["num_workers=0", "batch_size=64"]
 SMALL_SETTINGS = {  # by the command's first words

@@ -6,30 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 
 from digitcls.inference import load_predictor
 from digitcls.predict import label_folder
 from digitcls.train import build_trainer, train
+from tests.tiny import TINY_TRAIN, compose_train
 
 FAST = [
-    "+experiment=mbv3",
-    "model_name=mobilenetv3_small",
+    *TINY_TRAIN,
     "epochs=2",
-    "img_size=32",
-    "batch_size=16",
     "num_workers=2",  # the folder path with worker processes: seeded too
-    "data_cache=false",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "trainer.enable_progress_bar=false",
 ]
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def run(data: Path, out: Path, *extra: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:

@@ -5,40 +5,14 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from digitcls.summarize import main as summarize_main
+from tests.tiny import TINY_TRAIN, run_train
 
-FAST = [
-    "+experiment=mbv3",
-    "model_name=mobilenetv3_small",
-    "epochs=1",
-    "img_size=32",
-    "batch_size=16",
-    "num_workers=0",
-    "data_cache=false",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def run_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "digitcls.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+FAST = ["+experiment=mbv3", *TINY_TRAIN]
 
 
 def data_paths(root: Path) -> list[str]:

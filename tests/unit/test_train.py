@@ -1,48 +1,19 @@
-"""Training entry point: the README's command on tiny generated data, overrides, resume, config errors."""
+"""Training entry point: the README's command on tiny generated data, overrides, resume, checkpoints (bad config values: test_bad_inputs.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
-from digitcls.errors import CheckpointError, ConfigError, DataError
+from digitcls.errors import DataError
 from digitcls.train import train
-
-FAST = [
-    "model_name=mobilenetv3_small",
-    "epochs=1",
-    "img_size=32",
-    "batch_size=16",
-    "num_workers=0",
-    "data_cache=false",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def run_train(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "digitcls.train", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=["+experiment=mbv3", *overrides])
+from tests.tiny import TINY_TRAIN as FAST
+from tests.tiny import compose_train, run_train
 
 
 @pytest.fixture
@@ -117,31 +88,6 @@ def test_resume_from_last_checkpoint_continues_at_next_epoch(tiny_folders: Path,
     metrics = pd.read_csv(tmp_path / "b" / "metrics.csv")
     logged_epochs = set(metrics.dropna(subset=["train_loss_epoch"])["epoch"].astype(int))
     assert logged_epochs == {1}
-
-
-@pytest.mark.parametrize(
-    ("override", "error", "words"),
-    [
-        ("class_number=7", ConfigError, ["class_number=7", "10 class folders", "class_number=10"]),
-        ("model_name=mobilenetv3_tiny", ConfigError, ["model_name", "mobilenetv3_small"]),
-        ("optimizer=Adamm", ConfigError, ["optimizer", "AdamW"]),
-        ("scheduler=steplr-5-0.5", ConfigError, ["scheduler", "step-S-G"]),
-        ("learning_rate=0", ConfigError, ["learning_rate", "positive"]),
-        ("learning_rate=-0.1", ConfigError, ["learning_rate", "positive"]),
-        ("batch_size=0", ConfigError, ["batch_size", "positive"]),
-        ("epochs=0", ConfigError, ["epochs", "positive"]),
-        ("img_size=0", ConfigError, ["img_size", "positive"]),
-        ("ckpt_path=/nonexistent/last.ckpt", CheckpointError, ["ckpt_path", "does not exist"]),
-    ],
-)
-def test_config_errors_name_the_key(
-    tiny_folders: Path, tmp_path: Path, override: str, error: type, words: list[str]
-) -> None:
-    cfg = compose_train([*FAST, *paths_of(tiny_folders, tmp_path), override])
-    with pytest.raises(error) as caught:
-        train(cfg)
-    for word in words:
-        assert word in str(caught.value)
 
 
 def test_missing_train_path_is_a_message_not_a_traceback(tmp_path: Path) -> None:
