@@ -3,7 +3,8 @@
 MobileNetV3 large and small at 32 and 64 px, batch 128, fp32, fed by the in-memory path
 (``cache.load_split`` -> ``TensorSplit`` batches, normalised in the model's forward), AdamW and the
 label-smoothing loss, in a plain loop (``bench_lightning.py`` measures what Lightning adds on top).
-At 32 px with the large model it also compares channels_last against the default memory format and
+At 32 px with the large model it also compares channels_last against the default memory format, bf16
+autocast (Lightning's ``bf16-mixed`` on CPU) against fp32, and
 ``torch.compile`` against eager; the compiled run happens in a child process that gives up when
 compiling takes longer than ``--compile-limit`` seconds (reported as skipped, with the reason).
 All configurations are kept in memory and timed in turn within each repeat, so load drift hits all.
@@ -99,6 +100,7 @@ class Trainee:
         batches: Iterator[tuple[Tensor, Tensor]],
         channels_last: bool | None = None,
         compile_model: bool = False,
+        bf16: bool = False,
     ) -> None:
         torch.manual_seed(0)
         options: dict[str, Any] = {} if channels_last is None else {"channels_last": channels_last}
@@ -109,6 +111,8 @@ class Trainee:
         self.forward = torch.compile(self.model) if compile_model else self.model
         self.optimizer = build_optimizer("AdamW", self.model.parameters(), lr=2e-3, weight_decay=1e-4)
         self.batches = batches
+        # what Lightning's precision="bf16-mixed" does on CPU: the forward pass under bfloat16 autocast
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def steps(self, count: int) -> float:
         images_seen = 0
@@ -116,7 +120,8 @@ class Trainee:
         for _ in range(count):
             images, labels = next(self.batches)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.model.criterion(self.forward(images), labels)
+            with self.autocast:
+                loss = self.model.criterion(self.forward(images), labels)
             loss.backward()
             self.optimizer.step()
             images_seen += len(labels)
@@ -191,6 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     default_cl = trainees[base_key].channels_last  # the module's default memory format
     other_key = f"{base_key}+{'contiguous' if default_cl else 'channels_last'}"
     trainees[other_key] = Trainee(first_name, first_size, streams[first_size], channels_last=not default_cl)
+    trainees[f"{base_key}+bf16_mixed"] = Trainee(first_name, first_size, streams[first_size], bf16=True)
     trainees[f"{first_name}@{first_size}+per_file_loader"] = Trainee(
         first_name, first_size, per_file_batches(data_dir, first_size, batch_size)
     )
@@ -221,6 +227,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "train_images_per_s": {key: value["median"] for key, value in measured.items() if "+" not in key},
         "train_channels_last_speedup": round(measured[cl_key]["median"] / measured[plain_key]["median"], 3),
+        "train_bf16_mixed_speedup": round(measured[f"{base_key}+bf16_mixed"]["median"] / measured[base_key]["median"], 3),
         "train_inmemory_vs_per_file_speedup": round(
             measured[base_key]["median"] / measured[per_file_key]["median"], 3
         ),

@@ -30,7 +30,12 @@ METRIC_KEYS = {
         "predict_images_per_s",
         "predict_one_at_a_time_images_per_s",
     ),
-    "train": ("train_images_per_s", "train_channels_last_speedup", "train_inmemory_vs_per_file_speedup"),
+    "train": (
+        "train_images_per_s",
+        "train_channels_last_speedup",
+        "train_bf16_mixed_speedup",
+        "train_inmemory_vs_per_file_speedup",
+    ),
 }
 MACHINE_KEYS = ("date", "cpu_count", "torch", "torch_threads", "lightning", "load_average_1_5_15")
 
