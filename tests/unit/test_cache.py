@@ -83,3 +83,20 @@ def test_datamodule_serves_whole_batches_from_memory(tiny_folders: Path) -> None
     val_cached = torch.cat([x for x, _ in cached.val_dataloader()])
     val_plain = torch.cat([x for x, _ in plain.val_dataloader()])
     assert torch.equal(val_cached, val_plain)  # same order and pixels outside training
+
+
+def test_a_split_too_large_for_memory_falls_back_to_files(
+    tiny_folders: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digitcls.data import cache
+
+    # 200 training images at 32 px take 614,400 bytes decoded; pretend 1 MB is available
+    monkeypatch.setattr(cache, "available_memory", lambda: 1_000_000)
+    dm = DigitDataModule(train_path=tiny_folders / "train", val_path=tiny_folders / "val",
+                         test_path=tiny_folders / "test", img_size=32, batch_size=64, num_workers=0,
+                         data_cache=True)
+    with caplog.at_level("WARNING"):
+        dm.setup("fit")
+    assert not isinstance(dm.train_dataset, TensorSplit)  # 614 kB > half of 1 MB: per-file path
+    assert isinstance(dm.val_dataset, TensorSplit)  # 50 images fit
+    assert "data_cache: the train split (200 images at 32x32 px)" in caplog.text

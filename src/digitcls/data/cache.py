@@ -49,6 +49,28 @@ def cache_key(samples: Sequence[tuple[Path, int]], img_size: tuple[int, int]) ->
     return digest.hexdigest()[:24]
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def fits_in_memory(count: int, img_size: tuple[int, int], share: float = 0.5) -> bool:
+    """Whether ``count`` decoded uint8 RGB images take at most ``share`` of the available memory (the
+    rest is for the model, the batches and the other splits)."""
+    available = available_memory()
+    return available is None or count * 3 * img_size[0] * img_size[1] <= share * available
+
+
 def _decode_all(split: LabelledSplit) -> tuple[Tensor, Tensor]:
     # OpenCV releases the GIL while decoding, so threads scale across cores
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

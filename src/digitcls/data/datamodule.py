@@ -28,7 +28,7 @@ from torch.utils.data import (
     default_collate,
 )
 
-from digitcls.data.cache import TensorSplit, load_split
+from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
 from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
@@ -229,7 +229,13 @@ class DigitDataModule(L.LightningDataModule):
             samples = train_subset(samples, self.try_to_train_items, self.seed)
         dataset = ImageFolderDataset(samples, self.img_size, self.on_bad_image)
         if self.data_cache:
-            return TensorSplit(*load_split(dataset, cache_dir=root.parent / ".cache"))
+            if fits_in_memory(len(samples), self.img_size):
+                return TensorSplit(*load_split(dataset, cache_dir=root.parent / ".cache"))
+            log.warning(
+                "data_cache: the %s split (%d images at %s px) would take more than half the available "
+                "memory decoded; reading its files per batch instead",
+                split, len(samples), "x".join(map(str, self.img_size)),
+            )  # fmt: skip
         return dataset
 
     # ------------------------------------------------------------------ loaders
