@@ -75,9 +75,10 @@ def _pickled_model_as_pretrained(ctx: Ctx) -> list[str]:
     return ctx.train_args(f"pretrained={ctx.tmp / 'model.pt'}")
 
 
-def _output_dir_under_a_file(ctx: Ctx) -> list[str]:
+def _under_a_file(ctx: Ctx, name: str) -> Path:
+    """A path below a regular file: no folder can be made there."""
     (ctx.tmp / "a_file").write_text("")
-    return ctx.train_args(f"output_dir={ctx.tmp / 'a_file' / 'run'}")
+    return ctx.tmp / "a_file" / name
 
 
 def _truncated_checkpoint(ctx: Ctx) -> Path:
@@ -124,7 +125,8 @@ CASES: list[tuple[str, str, Setup, list[str]]] = [
     ("pretrained is a pickled model", TRAIN, _pickled_model_as_pretrained, ["pretrained", "state_dict"]),
     ("missing ckpt_path", TRAIN, lambda c: c.train_args(f"ckpt_path={c.tmp / 'last.ckpt'}"),
      ["ckpt_path", "does not exist"]),
-    ("output folder cannot be written", TRAIN, _output_dir_under_a_file, ["output_dir", "a_file", "cannot write"]),
+    ("output folder cannot be written", TRAIN, lambda c: c.train_args(f"output_dir={_under_a_file(c, 'run')}"),
+     ["output_dir", "a_file", "cannot write"]),
     ("missing model_path", PREDICT, lambda c: [f"model_path={c.tmp / 'none.ckpt'}", f"test_path={c.data / 'test'}"],
      ["model_path", "none.ckpt"]),
     ("truncated model_path", PREDICT,
@@ -139,7 +141,7 @@ CASES: list[tuple[str, str, Setup, list[str]]] = [
      ["no images", "empty"]),
     ("predict output cannot be written", PREDICT,
      lambda c: [f"model_path={c.checkpoint}", f"test_path={c.data / 'test'}",
-                f"output={_output_dir_under_a_file(c) and c.tmp / 'a_file' / 'pre.csv'}"],
+                f"output={_under_a_file(c, 'pre.csv')}"],
      ["output", "a_file", "cannot write"]),
     ("export to an unknown format", EXPORT, lambda c: [f"model_path={c.checkpoint}", "format=tflite"],
      ["format", "onnx"]),
