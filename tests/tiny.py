@@ -10,6 +10,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
+import digitcls
+
 TINY_TRAIN = [
     "model_name=mobilenetv3_small",
     "epochs=1",
@@ -29,11 +31,19 @@ def compose_train(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=["+experiment=mbv3", *overrides])
 
 
-def run_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m digitcls.train <args>` in a subprocess, as a user runs it (no HYDRA_FULL_ERROR)."""
+def cli_env() -> dict[str, str]:
+    """The environment for a digitcls command in a subprocess: it imports the same digitcls as the tests,
+    and shows errors as a user sees them (no HYDRA_FULL_ERROR)."""
+    src = str(Path(digitcls.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m digitcls.train <args>` in a subprocess, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "digitcls.train", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip

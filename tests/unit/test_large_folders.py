@@ -6,7 +6,6 @@ in folders of 1,000, so making them costs seconds; what is measured is listing, 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import digitcls
+from tests.tiny import cli_env
 
 # python -m digitcls.predict, reporting its own peak resident memory (ru_maxrss is in KiB on Linux)
 MEASURED_PREDICT = """
@@ -40,11 +39,10 @@ def make_folder(root: Path, count: int, png: bytes) -> Path:
 
 def predict(folder: Path, checkpoint: Path, out: Path) -> tuple[float, float, int]:
     """(peak RSS in MiB, images/s as predict reports it, rows in pre.csv)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(digitcls.__file__).parents[1])}
     done = subprocess.run(
         [sys.executable, "-c", MEASURED_PREDICT, f"model_path={checkpoint}", f"test_path={folder}",
          f"output={out / 'pre.csv'}", "grid_size=0", "num_workers=2", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=1200, env=env,
+        capture_output=True, text=True, timeout=1200, env=cli_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     peak = float(done.stderr.rsplit("peak_rss_mib=", 1)[1].split()[0])

@@ -11,7 +11,6 @@ train dozens of jobs, so they run in the slow suite.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.tiny import TINY_TRAIN
+from tests.tiny import TINY_TRAIN, cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -92,9 +91,7 @@ def as_argv(command: str, project: Path) -> list[str]:
 
 
 def run(command: str, project: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    env.pop("HYDRA_FULL_ERROR", None)
-    done = subprocess.run(as_argv(command, project), cwd=project, env=env, capture_output=True, text=True,
+    done = subprocess.run(as_argv(command, project), cwd=project, env=cli_env(), capture_output=True, text=True,
                           timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"README command failed: {command}\n{output[-4000:]}"

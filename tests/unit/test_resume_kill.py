@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
-import digitcls
 from digitcls.model.module import load_classifier
 from digitcls.runs import resume_checkpoint
+from tests.tiny import cli_env
 
 BATCH = 4
 STEPS_PER_EPOCH = 200 // BATCH  # tiny_folders: 200 training images
@@ -37,15 +37,6 @@ FAST = [
     "trainer.devices=1",
     "trainer.enable_progress_bar=false",
 ]
-
-
-def cli_env() -> dict[str, str]:
-    """The environment of the test process, importing the same digitcls as this test does."""
-    src = str(Path(digitcls.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    env.pop("HYDRA_FULL_ERROR", None)
-    return env
 
 
 def train_args(data: Path, run: Path, *extra: str) -> list[str]:
