@@ -4,16 +4,37 @@ Write into a temporary file beside the target (same folder, so the same filesyst
 ``os.replace`` it over the target: a reader, a later command or ``resume=true`` sees the old file or the new
 one, never half of one, whatever kills the writer (Ctrl-C, SIGKILL, a full disk). On any failure the
 temporary file is removed and the old file is left as it was.
+
+Every function that writes through :func:`atomic_path` is registered with :func:`writer`:
+``tests/unit/test_atomic_writes.py`` interrupts each registered writer, and fails on any file write in
+``src/digitcls`` that is not inside a registered writer's ``atomic_path`` block.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# "module.qualname" -> function, filled as modules are imported
+WRITERS: dict[str, Callable[..., Any]] = {}
+
+
+def writer(func: F) -> F:
+    """Register ``func`` as a digitcls file writer (it must write through :func:`atomic_path`)."""
+    WRITERS[f"{func.__module__}.{func.__qualname__}"] = func
+    return func
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as handle:  # on disk before the rename: a crash cannot leave an empty file
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -29,18 +50,21 @@ def atomic_path(path: str | Path, commit: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         if commit:
-            with open(tmp, "rb") as handle:  # on disk before the rename: a crash cannot leave an empty file
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            _publish(tmp, path)
     finally:
         if commit:
             tmp.unlink(missing_ok=True)
 
 
-def write_text(path: str | Path, text: str) -> Path:
+@writer
+def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
     return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, payload: Any) -> Path:

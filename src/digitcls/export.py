@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
 from digitcls.errors import ConfigError
 from digitcls.model.module import DigitClassifier, load_classifier
@@ -43,6 +43,7 @@ def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
     return torch.rand(batch, 3, int(height), int(width))
 
 
+@writer
 def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
     import onnx  # optional dependency: the `export` extra
 
@@ -62,6 +63,7 @@ def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
     return path
 
 
+@writer
 def export_torchscript(model: DigitClassifier, path: Path) -> Path:
     traced = torch.jit.trace(Inference(model), _example(model))
     with atomic_path(path) as tmp:

@@ -19,7 +19,7 @@ from natsort import natsort_keygen
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
 from digitcls.data.datamodule import PredictFolderDataset
 from digitcls.data.images import read_image
@@ -32,6 +32,7 @@ from digitcls.runs import newest_best_checkpoint, writable_folder
 COLUMNS = ["image_id", "label", "confidence"]
 
 
+@writer
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
     """Temp file in the same folder, then rename: readers see the old file or the new one, never half."""
     with atomic_path(path) as tmp:
