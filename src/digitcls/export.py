@@ -17,11 +17,9 @@ from torch import nn
 
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
-from digitcls.errors import ConfigError
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.runs import newest_best_checkpoint
-
-FORMATS = ("onnx", "torchscript", "all")
+from digitcls.schema import validated
 
 
 class Inference(nn.Module):
@@ -72,8 +70,7 @@ def export_torchscript(model: DigitClassifier, path: Path) -> Path:
 
 
 def export(cfg: DictConfig) -> list[Path]:
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format: unknown {cfg.format!r}; valid: {', '.join(FORMATS)}.")
+    cfg = validated(cfg, "export")
     model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
     model = load_classifier(model_path)
     # string concatenation, not with_suffix: checkpoint names hold a dot (..._e3_0.99120.ckpt)

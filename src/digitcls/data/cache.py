@@ -95,7 +95,14 @@ def load_split(split: LabelledSplit, cache_dir: Path) -> tuple[Tensor, Tensor]:
         except Exception as error:  # a damaged cache is rebuilt, never trusted
             log.warning("data cache %s unreadable (%s); rebuilding it", path, error)
     images, labels = _decode_all(split)
-    save_split(path, images, labels)
+    try:
+        save_split(path, images, labels)
+    except OSError as error:  # e.g. a read-only dataset: the decoded split still serves this run
+        log.warning(
+            "data_cache: cannot save the decoded split to %s (%s): keeping it in memory for this run only; "
+            "every run decodes it again until that folder is writable",
+            cache_dir, error.strerror or error,
+        )  # fmt: skip
     return images, labels
 
 
