@@ -192,7 +192,7 @@ RULES: dict[str, Rule] = {
     "img_size": Rule(f"a whole number >= {MIN_IMG_SIZE} or [height, width] of such numbers (MobileNetV3 "
                      "downsamples 32x)", _img_size_ok, "32"),
     "try_to_train_items": Rule("a whole number >= 0 (0 = all)", _at_least(0), "1000"),
-    "batch_size": Rule("a whole number > 0", _at_least(1), "128"),
+    "batch_size": Rule("a positive whole number", _at_least(1), "128"),
     "num_workers": Rule("a whole number >= 0", _at_least(0), "2"),
     "on_bad_image": Rule(" or ".join(BAD_IMAGE_POLICIES), _one_of(BAD_IMAGE_POLICIES), "skip"),
     "augment": Rule("degrees / translate / scale / shear ranges", _delegated(parse_augment), "{degrees:10}"),
@@ -261,7 +261,7 @@ def validated(cfg: DictConfig, command: str) -> DictConfig:
         typed = OmegaConf.merge(OmegaConf.structured(schema), cfg)
     except OmegaConfBaseException as error:
         raise _type_error(error, cfg, schema, command) from None
-    missing = sorted(OmegaConf.missing_keys(typed))
+    missing = [spec.name for spec in fields(schema) if OmegaConf.is_missing(typed, spec.name)]  # resolves nothing
     if missing:
         raise ConfigError(f"{missing[0]}: has no value; set it, e.g. {missing[0]}=<value> (in conf/{command}.yaml).")
     for spec in fields(schema):
