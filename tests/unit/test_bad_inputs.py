@@ -389,7 +389,7 @@ RULE_CASES: list[tuple[str, str, list[str]]] = [
     ("train", "freeze_nonlinear_epoch=-1", ["freeze_nonlinear_epoch", ">= 0"]),
     ("train", "epochs=0", ["epochs", "positive"]),
     ("train", "early_stop_patient=-1", ["early_stop_patient"]),
-    ("train", "gradient_clip_val=0", ["gradient_clip_val", "> 0"]),
+    ("train", "gradient_clip_val=-1", ["gradient_clip_val", ">= 0"]),
     ("train", "ema_decay=1.0", ["ema_decay", "(0, 1)"]),
     ("train", "metrics=[acc,top5]", ["metrics", "acc, f1, precision, recall"]),
     ("train", "warmup_epoch=15", ["warmup_epoch", "no epoch after the warm-up", "epochs=15"]),
