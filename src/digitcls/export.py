@@ -18,7 +18,7 @@ from torch import nn
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
 from digitcls.model.module import DigitClassifier, load_classifier
-from digitcls.runs import newest_best_checkpoint
+from digitcls.runs import newest_best_checkpoint, writable_folder
 from digitcls.schema import validated
 
 
@@ -75,6 +75,7 @@ def export(cfg: DictConfig) -> list[Path]:
     model = load_classifier(model_path)
     # string concatenation, not with_suffix: checkpoint names hold a dot (..._e3_0.99120.ckpt)
     stem = str(cfg.output) if cfg.output else str(model_path.with_suffix(""))
+    writable_folder(Path(stem).parent, "output")  # by default beside the checkpoint
     written = []
     if cfg.format in ("onnx", "all"):
         written.append(export_onnx(model, Path(stem + ".onnx"), cfg.opset))

@@ -6,6 +6,10 @@ which would cost ~6 s per case): ``sys.argv`` is set and ``main()`` called, so H
 exactly as on the command line. ``test_train.py::test_missing_train_path_is_a_message_not_a_traceback`` and
 ``test_predict.py`` run a few of the same cases in a real subprocess. Bad *images* are skipped with a
 warning by default (``test_datamodule.py``, ``test_predict.py``); ``on_bad_image=error`` is in the table.
+
+``EARLY_CASES`` must answer within ``EARLY_S`` seconds, before any data is loaded or trained on. The schema
+(``digitcls.schema``) is also checked in-process, on the composed config: a wrong type for every numeric and
+bool key and a float for every int key (both lists built from the schema itself), and one case per rule.
 """
 
 from __future__ import annotations
@@ -213,6 +217,8 @@ EARLY_CASES: list[tuple[str, str, Setup, list[str]]] = [
     ("predict batch_size=0", PREDICT,
      lambda c: [f"model_path={c.checkpoint}", f"test_path={c.data / 'test'}", "batch_size=0"],
      ["batch_size", "0", "positive"]),
+    ("export output cannot be written", EXPORT,
+     lambda c: [f"model_path={c.checkpoint}", f"output={_under_a_file(c, 'model')}"], ["output", "cannot write"]),
     ("a key no command has", TRAIN, lambda c: c.train_args("+epoch=3"), ["epoch", "not a key", "schema.py"]),
 ]
 
