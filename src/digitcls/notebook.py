@@ -54,7 +54,8 @@ def make_tiny_dataset(root: str | Path, per_class: dict[str, int] | None = None,
             folder = root / split / str(digit)
             folder.mkdir(parents=True, exist_ok=True)
             for n in range(count):
-                atomic.write_bytes(folder / f"{n}.png", cv2.imencode(".png", draw_digit(digit, rng))[1].tobytes())
+                png = cv2.imencode(".png", draw_digit(digit, rng))[1].tobytes()
+                atomic.write_bytes(folder / f"{n}.png", png, durable=False)  # drawn again in a second
     return root
 
 

@@ -84,7 +84,7 @@ def test_interrupted_writer_keeps_the_old_file(name: str, tmp_path: Path, monkey
     target.write_bytes(OLD)
     written_first: list[int] = []
 
-    def interrupted(tmp: Path, path: Path) -> None:
+    def interrupted(tmp: Path, path: Path, durable: bool) -> None:
         written_first.append(tmp.stat().st_size)  # the serialiser wrote into the temporary file
         raise KeyboardInterrupt
 
