@@ -160,9 +160,9 @@ def _one_of(choices: Sequence[str], fold_case: bool = False) -> Callable[[Any], 
     return lambda value: (value.lower() if fold_case else value) in allowed
 
 
-def _img_size_ok(value: Any) -> bool:
-    sizes = list(value) if isinstance(value, Sequence | ListConfig) and not isinstance(value, str) else [value]
-    return len(sizes) in (1, 2) and (len(sizes) == 2 or not isinstance(value, ListConfig | list)) and all(
+def _img_size_ok(value: int | list[int]) -> bool:
+    sizes = value if isinstance(value, list) else [value]
+    return len(sizes) == (2 if isinstance(value, list) else 1) and all(
         isinstance(s, int) and not isinstance(s, bool) and s >= MIN_IMG_SIZE for s in sizes
     )
 
