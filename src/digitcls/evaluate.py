@@ -31,9 +31,11 @@ from digitcls.data.folders import labelled_samples
 from digitcls.data.images import read_image
 from digitcls.errors import DataError
 from digitcls.inference import Predictor, load_predictor
+from digitcls.inputs import check_folders
 from digitcls.predict import write_csv_atomically
 from digitcls.reports.plots import confusion_matrix_figure, image_grid
 from digitcls.runs import newest_best_checkpoint, writable_folder, write_summary
+from digitcls.schema import validated
 
 
 def build_metrics(class_number: int) -> MetricCollection:
@@ -114,6 +116,8 @@ def worst_mistakes(rows: pd.DataFrame, predictor: Predictor, k: int, path: Path)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    cfg = validated(cfg, "evaluate")
+    check_folders(cfg, ["eval_path"])
     model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
     predictor = load_predictor(model_path)
     output_dir = writable_folder(cfg.output_dir, "output_dir")

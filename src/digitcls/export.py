@@ -15,13 +15,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
-from digitcls.errors import ConfigError
 from digitcls.model.module import DigitClassifier, load_classifier
-from digitcls.runs import newest_best_checkpoint
-
-FORMATS = ("onnx", "torchscript", "all")
+from digitcls.runs import newest_best_checkpoint, writable_folder
+from digitcls.schema import validated
 
 
 class Inference(nn.Module):
@@ -43,6 +41,7 @@ def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
     return torch.rand(batch, 3, int(height), int(width))
 
 
+@writer
 def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
     import onnx  # optional dependency: the `export` extra
 
@@ -62,6 +61,7 @@ def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
     return path
 
 
+@writer
 def export_torchscript(model: DigitClassifier, path: Path) -> Path:
     traced = torch.jit.trace(Inference(model), _example(model))
     with atomic_path(path) as tmp:
@@ -70,12 +70,12 @@ def export_torchscript(model: DigitClassifier, path: Path) -> Path:
 
 
 def export(cfg: DictConfig) -> list[Path]:
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format: unknown {cfg.format!r}; valid: {', '.join(FORMATS)}.")
+    cfg = validated(cfg, "export")
     model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
     model = load_classifier(model_path)
     # string concatenation, not with_suffix: checkpoint names hold a dot (..._e3_0.99120.ckpt)
     stem = str(cfg.output) if cfg.output else str(model_path.with_suffix(""))
+    writable_folder(Path(stem).parent, "output")  # by default beside the checkpoint
     written = []
     if cfg.format in ("onnx", "all"):
         written.append(export_onnx(model, Path(stem + ".onnx"), cfg.opset))

@@ -21,6 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from digitcls import atomic
+from digitcls.atomic import atomic_path, writer
+
 EXECUTED_DIR = Path("outputs/notebooks")
 DEFAULT_TIMEOUT_S = 600  # per cell
 KERNEL_NAME = "digitcls-python"
@@ -51,7 +54,8 @@ def make_tiny_dataset(root: str | Path, per_class: dict[str, int] | None = None,
             folder = root / split / str(digit)
             folder.mkdir(parents=True, exist_ok=True)
             for n in range(count):
-                cv2.imwrite(str(folder / f"{n}.png"), draw_digit(digit, rng))
+                png = cv2.imencode(".png", draw_digit(digit, rng))[1].tobytes()
+                atomic.write_bytes(folder / f"{n}.png", png, durable=False)  # drawn again in a second
     return root
 
 
@@ -123,11 +127,19 @@ def execute(
             failure = f"{_failing_cell(notebook)}:\n{error}"
         except (CellTimeoutError, DeadKernelError) as error:
             failure = f"{_failing_cell(notebook)}: {type(error).__name__}: {error}"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, output)
+    write_notebook(notebook, output)
     if failure:
         raise NotebookFailed(f"{notebook_path} failed in {failure}\n(executed copy: {output})")
     return notebook
+
+
+@writer
+def write_notebook(notebook, path: Path) -> Path:
+    import nbformat
+
+    with atomic_path(path) as tmp:
+        nbformat.write(notebook, tmp)
+    return path
 
 
 def _failing_cell(notebook) -> str:

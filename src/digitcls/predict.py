@@ -19,19 +19,22 @@ from natsort import natsort_keygen
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
 from digitcls.data.datamodule import PredictFolderDataset
 from digitcls.data.images import read_image
-from digitcls.errors import ConfigError, DataError
+from digitcls.errors import DataError
 from digitcls.inference import Predictor, load_predictor
+from digitcls.inputs import check_folders
 from digitcls.preprocess import PREPROCESSORS
 from digitcls.reports.plots import image_grid
 from digitcls.runs import newest_best_checkpoint, writable_folder
+from digitcls.schema import validated
 
 COLUMNS = ["image_id", "label", "confidence"]
 
 
+@writer
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
     """Temp file in the same folder, then rename: readers see the old file or the new one, never half."""
     with atomic_path(path) as tmp:
@@ -43,8 +46,6 @@ def label_folder(
     predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason)."""
-    if preprocess not in PREPROCESSORS:
-        raise ConfigError(f"preprocess: unknown value {preprocess!r}; valid: {', '.join(PREPROCESSORS)}.")
     dataset = PredictFolderDataset(root, predictor.img_size, preprocess=PREPROCESSORS[preprocess])
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate,
@@ -91,8 +92,8 @@ def prediction_grid(
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
-    if cfg.batch_size <= 0:
-        raise ConfigError(f"batch_size: must be positive, got {cfg.batch_size}; e.g. batch_size=256.")
+    cfg = validated(cfg, "predict")
+    check_folders(cfg, ["test_path"])
     for key in ("output", "errors_output", "grid_output"):
         if cfg[key]:
             writable_folder(Path(cfg[key]).parent, key)

@@ -26,13 +26,16 @@ from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
 from digitcls.cli import run_task
-from digitcls.config import img_size_hw, trainer_precision, validate
+from digitcls.config import trainer_precision
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
+from digitcls.data.transforms import parse_img_size
 from digitcls.errors import ConfigError
+from digitcls.inputs import check_checkpoint_classes, check_train_inputs
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
+from digitcls.schema import validated
 
 log = logging.getLogger("digitcls")
 
@@ -42,7 +45,7 @@ def build_datamodule(cfg: DictConfig) -> DigitDataModule:
         train_path=cfg.train_path,
         val_path=cfg.val_path,
         test_path=cfg.test_path,
-        img_size=img_size_hw(cfg.img_size),
+        img_size=parse_img_size(cfg.img_size),
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
         try_to_train_items=cfg.try_to_train_items,
@@ -64,7 +67,7 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
         class_names=class_names,
         dropout=cfg.dropout,
         bn_momentum=cfg.bn_momentum,
-        img_size=list(img_size_hw(cfg.img_size)),
+        img_size=list(parse_img_size(cfg.img_size)),
         optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
@@ -135,17 +138,19 @@ def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tup
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then test the best checkpoint; return the run summary (also written to summary.json)."""
-    validate(cfg)
+    cfg = validated(cfg, "train")
     started = time.perf_counter()
     output_dir = writable_folder(cfg.output_dir, "output_dir")
+    resume_from = resume_checkpoint(cfg.ckpt_path, cfg.resume, output_dir)
+    checkpoint_classes = check_train_inputs(cfg, resume_from)
     L.seed_everything(cfg.random_seed, workers=True)  # always seeded: random_seed=0 is a valid seed
 
     ensure_prepared(cfg.train_path, cfg.val_path, cfg.test_path, cfg.raw_dir)
+    check_checkpoint_classes(checkpoint_classes, cfg.train_path)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.class_names)
 
-    resume_from = resume_checkpoint(cfg.ckpt_path, cfg.resume, output_dir)
     # resuming keeps checkpoints beside the one resumed from, so the best-so-far state carries over
     checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
     checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)

@@ -6,24 +6,35 @@ which would cost ~6 s per case): ``sys.argv`` is set and ``main()`` called, so H
 exactly as on the command line. ``test_train.py::test_missing_train_path_is_a_message_not_a_traceback`` and
 ``test_predict.py`` run a few of the same cases in a real subprocess. Bad *images* are skipped with a
 warning by default (``test_datamodule.py``, ``test_predict.py``); ``on_bad_image=error`` is in the table.
+
+``EARLY_CASES`` must answer within ``EARLY_S`` seconds, before any data is loaded or trained on. The schema
+(``digitcls.schema``) is also checked in-process, on the composed config: a wrong type for every numeric and
+bool key and a float for every int key (both lists built from the schema itself), and one case per rule.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
 
-from digitcls.errors import EXIT_USER_ERROR
+from digitcls.data.datamodule import DigitDataModule
+from digitcls.errors import EXIT_USER_ERROR, ConfigError
 from digitcls.model.module import DigitClassifier
+from digitcls.schema import SCHEMAS, validated
 from tests.conftest import save_checkpoint
-from tests.tiny import TINY_TRAIN
+from tests.tiny import TINY_TRAIN, cli_env, compose_train
 
 FAST = TINY_TRAIN
 
@@ -92,6 +103,25 @@ def _three_class_checkpoint(ctx: Ctx) -> Path:
     return save_checkpoint(model, ctx.tmp / "three.ckpt")
 
 
+def _text_file(ctx: Ctx, name: str) -> Path:
+    (ctx.tmp / name).write_text("not a checkpoint")
+    return ctx.tmp / name
+
+
+def _weights_only_file(ctx: Ctx) -> Path:
+    """Plain weights (a state dict) are a `pretrained` file, not a checkpoint to resume or test."""
+    model = DigitClassifier(model_name="mobilenetv3_small", img_size=32)
+    torch.save(model.state_dict(), ctx.tmp / "weights.pt")
+    return ctx.tmp / "weights.pt"
+
+
+def _file_instead_of(ctx: Ctx, split: str) -> Path:
+    """A regular file where a labelled folder belongs (the folder itself is moved away)."""
+    shutil.rmtree(ctx.data / split)
+    (ctx.data / split).write_text("")
+    return ctx.data / split
+
+
 TRAIN, PREDICT, EVALUATE, EXPORT = "digitcls.train", "digitcls.predict", "digitcls.evaluate", "digitcls.export"
 
 # (id, command, argv builder, words the message must contain)
@@ -116,7 +146,11 @@ CASES: list[tuple[str, str, Setup, list[str]]] = [
     *[
         (f"{key}={value}", TRAIN, lambda c, o=f"{key}={value}": c.train_args(o), [key, "positive"])
         for key, value in [("learning_rate", 0), ("learning_rate", -0.1), ("batch_size", 0), ("batch_size", -8),
-                           ("epochs", 0), ("img_size", 0), ("img_size", "[32,-1]")]
+                           ("epochs", 0)]
+    ],
+    *[
+        (f"img_size={value}", TRAIN, lambda c, o=f"img_size={value}": c.train_args(o), ["img_size", ">= 16"])
+        for value in (0, "[32,-1]")
     ],
     # --- files the user points at
     ("missing pretrained", TRAIN, lambda c: c.train_args(f"pretrained={c.tmp / 'none.pt'}"),
@@ -147,6 +181,47 @@ CASES: list[tuple[str, str, Setup, list[str]]] = [
      ["format", "onnx"]),
 ]
 
+# Answered before any data is loaded or any training step: each within EARLY_S seconds.
+EARLY_S = 15.0  # generous: the machine running the suite may be shared; these take ~1 s on a quiet CPU
+EARLY_CASES: list[tuple[str, str, Setup, list[str]]] = [
+    ("float where an int belongs", TRAIN, lambda c: c.train_args("epochs=2.5"), ["epochs", "2.5", "whole number"]),
+    ("text for a number", TRAIN, lambda c: c.train_args("learning_rate=fast"), ["learning_rate", "'fast'"]),
+    ("training model_path missing", TRAIN, lambda c: c.train_args(f"model_path={c.tmp / 'none.ckpt'}"),
+     ["model_path", "none.ckpt", "does not exist"]),
+    ("training model_path of other classes", TRAIN,
+     lambda c: c.train_args(f"model_path={_three_class_checkpoint(c)}"),
+     ["model_path", "['0', '1', '2']", "train_path"]),
+    ("training model_path not a checkpoint", TRAIN,
+     lambda c: c.train_args(f"model_path={_text_file(c, 'model.ckpt')}"), ["model_path", "model.ckpt", "could not"]),
+    ("truncated ckpt_path", TRAIN, lambda c: c.train_args(f"ckpt_path={_truncated_checkpoint(c)}"),
+     ["ckpt_path", "truncated.ckpt", "truncated"]),
+    ("ckpt_path is not a checkpoint", TRAIN, lambda c: c.train_args(f"ckpt_path={_weights_only_file(c)}"),
+     ["ckpt_path", "weights.pt", "not a digitcls checkpoint"]),
+    ("ckpt_path is text", TRAIN, lambda c: c.train_args(f"ckpt_path={_text_file(c, 'last.ckpt')}"),
+     ["ckpt_path", "last.ckpt", "could not be read"]),
+    ("resume and ckpt_path together", TRAIN,
+     lambda c: c.train_args("resume=true", f"ckpt_path={c.checkpoint}"), ["resume=true", "ckpt_path"]),
+    ("missing pretrained (before data)", TRAIN, lambda c: c.train_args(f"pretrained={c.tmp / 'none.pt'}"),
+     ["pretrained", "does not exist"]),
+    ("test_path is a file (train)", TRAIN, lambda c: c.train_args(f"test_path={_file_instead_of(c, 'test')}"),
+     ["test_path", "is a file", "folder"]),
+    ("eval_path is a file", EVALUATE,
+     lambda c: [f"model_path={c.checkpoint}", f"eval_path={_file_instead_of(c, 'test')}",
+                f"output_dir={c.tmp / 'eval'}"], ["eval_path", "is a file"]),
+    ("test_path is a file (predict)", PREDICT,
+     lambda c: [f"model_path={c.checkpoint}", f"test_path={_file_instead_of(c, 'test')}",
+                f"output={c.tmp / 'pre.csv'}"], ["test_path", "is a file"]),
+    ("unknown preprocess", PREDICT,
+     lambda c: [f"model_path={c.checkpoint}", f"test_path={c.data / 'test'}", "preprocess=fancy"],
+     ["preprocess", "'fancy'", "mnist"]),
+    ("predict batch_size=0", PREDICT,
+     lambda c: [f"model_path={c.checkpoint}", f"test_path={c.data / 'test'}", "batch_size=0"],
+     ["batch_size", "0", "positive"]),
+    ("export output cannot be written", EXPORT,
+     lambda c: [f"model_path={c.checkpoint}", f"output={_under_a_file(c, 'model')}"], ["output", "cannot write"]),
+    ("a key no command has", TRAIN, lambda c: c.train_args("+epoch=3"), ["epoch", "not a key", "schema.py"]),
+]
+
 
 def run_cli(module: str, argv: list[str], hydra_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     """``python -m <module> <argv>`` in this process; returns the exit status."""
@@ -157,11 +232,16 @@ def run_cli(module: str, argv: list[str], hydra_dir: Path, monkeypatch: pytest.M
     return exited.value.code
 
 
-@pytest.mark.parametrize(("command", "setup", "words"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("command", "setup", "words", "limit_s"),
+    [(*case[1:], None) for case in CASES] + [(*case[1:], EARLY_S) for case in EARLY_CASES],
+    ids=[c[0] for c in CASES + EARLY_CASES],
+)
 def test_bad_input_is_one_clear_message(
     command: str,
     setup: Setup,
     words: list[str],
+    limit_s: float | None,
     tiny_folders: Path,
     untrained_checkpoint: Path,
     tmp_path: Path,
@@ -169,7 +249,10 @@ def test_bad_input_is_one_clear_message(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = setup(Ctx(tiny_folders, tmp_path, untrained_checkpoint))
+    importlib.import_module(command)  # the import is start-up, not the answer
+    started = time.perf_counter()
     status = run_cli(command, argv, tmp_path / "hydra", monkeypatch)
+    elapsed = time.perf_counter() - started
 
     captured = capsys.readouterr()
     assert status == EXIT_USER_ERROR, captured.err[-2000:]
@@ -178,6 +261,9 @@ def test_bad_input_is_one_clear_message(
     for word in words:
         assert word in message, (word, message)
     assert "Traceback" not in captured.out + captured.err
+    if limit_s is not None:
+        assert elapsed < limit_s, f"answered after {elapsed:.1f} s: the check ran after data loading or training"
+        assert not (tmp_path / "run" / "checkpoints").exists(), "training started"
 
 
 def test_full_error_env_shows_the_traceback(tiny_folders: Path, tmp_path: Path, monkeypatch) -> None:
@@ -224,3 +310,159 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["epoch"] == 0 and saved["global_step"] == steps_per_epoch
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+
+
+# --------------------------------------------------------------------------- the schema, in-process
+
+def compose_config(command: str, overrides: list[str]) -> DictConfig:
+    """The config `python -m digitcls.<command> <overrides>` composes (train: with +experiment=mbv3)."""
+    if command == "train":
+        return compose_train(overrides)
+    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
+        return compose(config_name=command, overrides=overrides)
+
+
+def check(command: str, overrides: list[str]) -> str:
+    """The message ``validated`` answers with, asserted to come within EARLY_S seconds."""
+    cfg = compose_config(command, overrides)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as error:
+        validated(cfg, command)
+    assert time.perf_counter() - started < EARLY_S
+    return str(error.value)
+
+
+def _typed_keys(*types: str) -> list[tuple[str, str, str]]:
+    """(command, key, type) for every key of every command whose type (or Optional type) is one of ``types``."""
+    return [
+        (command, spec.name, str(spec.type).removeprefix("Optional[").removesuffix("]"))
+        for command, schema in SCHEMAS.items()
+        for spec in fields(schema)
+        if str(spec.type).removeprefix("Optional[").removesuffix("]") in types
+    ]
+
+
+NOT_OF_TYPE = {"int": "abc", "float": "abc", "bool": "maybe"}
+
+
+@pytest.mark.parametrize(("command", "key", "kind"), _typed_keys("int", "float", "bool"),
+                         ids=lambda v: str(v))
+def test_every_numeric_and_bool_key_refuses_a_wrong_type(command: str, key: str, kind: str) -> None:
+    message = check(command, [f"{key}={NOT_OF_TYPE[kind]}"])
+    assert message.startswith(f"{key}: got '{NOT_OF_TYPE[kind]}'"), message
+    assert {"int": "whole number", "float": "a number", "bool": "true or false"}[kind] in message
+
+
+@pytest.mark.parametrize(("command", "key", "kind"), _typed_keys("int"), ids=lambda v: str(v))
+def test_a_float_where_an_int_belongs(command: str, key: str, kind: str) -> None:
+    message = check(command, [f"{key}=2.5"])
+    assert message.startswith(f"{key}: got 2.5, which is not a whole number"), message
+
+
+def test_the_type_tables_cover_the_numeric_keys() -> None:
+    """The parametrizations above are built from the schema: make sure they found what they should."""
+    names = {key for _, key, _ in _typed_keys("int", "float", "bool")}
+    assert {"epochs", "batch_size", "learning_rate", "data_cache", "grid_size", "opset", "ema_decay"} <= names
+
+
+# (command, override, words the message must contain): one or more cases per rule in digitcls.schema
+RULE_CASES: list[tuple[str, str, list[str]]] = [
+    ("train", "model_name=mobilenetv3_tiny", ["model_name", "mobilenetv3, mobilenetv3_small"]),
+    ("train", "model_name=MobileNetV3", ["model_name"]),
+    ("train", "class_number=1", ["class_number", ">= 2"]),
+    ("train", "dropout=1.0", ["dropout", "[0, 1)"]),
+    ("train", "bn_momentum=0", ["bn_momentum", "(0, 1]"]),
+    ("train", "img_size=12", ["img_size", ">= 16"]),
+    ("train", "img_size=[32,8]", ["img_size", "[height, width]"]),
+    ("train", "img_size=[32,32,32]", ["img_size"]),
+    ("train", "try_to_train_items=-1", ["try_to_train_items", ">= 0"]),
+    ("train", "num_workers=-2", ["num_workers"]),
+    ("train", "on_bad_image=ignore", ["on_bad_image", "skip or error"]),
+    ("train", "+augment.rotate=10", ["augment", "rotate"]),
+    ("train", "random_seed=-1", ["random_seed"]),
+    ("train", "optimizer=Adamm", ["optimizer", "Adam, AdamW, SGD, AdaBelief, Ranger"]),
+    ("train", "optimizer=adam_w", ["optimizer"]),
+    ("train", "learning_rate=0", ["learning_rate", "positive"]),
+    ("train", "learning_rate=-0.1", ["learning_rate", "positive"]),
+    ("train", "learning_rate=nan", ["learning_rate", "positive"]),
+    ("train", "weight_decay=-0.0001", ["weight_decay", ">= 0"]),
+    ("train", "scheduler=steplr-5-0.5", ["scheduler", "step-S-G"]),
+    ("train", "warmup_epoch=-1", ["warmup_epoch", ">= 0"]),
+    ("train", "label_smooth=1.0", ["label_smooth", "[0, 1)"]),
+    ("train", "class_weight=[1,-1,1,1,1,1,1,1,1,1]", ["class_weight", ">= 0"]),
+    ("train", "class_weight=[0,0,0,0,0,0,0,0,0,0]", ["class_weight", "not all 0"]),
+    ("train", "class_weight=[1,2,3]", ["class_weight", "3 values", "class_number=10"]),
+    ("train", "freeze_nonlinear_epoch=-1", ["freeze_nonlinear_epoch", ">= 0"]),
+    ("train", "epochs=0", ["epochs", "positive"]),
+    ("train", "early_stop_patient=-1", ["early_stop_patient"]),
+    ("train", "gradient_clip_val=-1", ["gradient_clip_val", ">= 0"]),
+    ("train", "ema_decay=1.0", ["ema_decay", "(0, 1)"]),
+    ("train", "metrics=[acc,top5]", ["metrics", "acc, f1, precision, recall"]),
+    ("train", "warmup_epoch=15", ["warmup_epoch", "no epoch after the warm-up", "epochs=15"]),
+    ("train", "save_best_only=sometimes", ["save_best_only", "true or false"]),
+    ("evaluate", "worst_k=-1", ["worst_k"]),
+    ("evaluate", "on_bad_image=ignore", ["on_bad_image", "skip or error"]),
+    ("predict", "preprocess=fancy", ["preprocess", "none or mnist"]),
+    ("predict", "grid_size=-1", ["grid_size"]),
+    ("export", "format=tflite", ["format", "onnx or torchscript or all"]),
+    ("export", "opset=3", ["opset", ">= 7"]),
+]
+
+
+@pytest.mark.parametrize(("command", "override", "words"), RULE_CASES, ids=[c[1] for c in RULE_CASES])
+def test_each_rule_names_key_value_and_what_is_allowed(command: str, override: str, words: list[str]) -> None:
+    message = check(command, [override])
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_the_shipped_configs_pass_the_schema() -> None:
+    for command, overrides in (("train", []), ("train", ["experiment=mbv3_fast"]), ("evaluate", []),
+                               ("predict", []), ("export", [])):
+        validated(compose_config(command, overrides), command)
+
+
+def test_a_value_of_the_right_type_is_converted() -> None:
+    cfg = validated(compose_config("train", ["learning_rate=1", "img_size=[32,48]"]), "train")
+    assert isinstance(cfg.learning_rate, float) and list(cfg.img_size) == [32, 48]
+
+
+def test_a_schema_error_in_a_real_subprocess_exits_2_without_traceback(tmp_path: Path) -> None:
+    """What the in-process tables assume: a user's shell sees status 2, one `error:` line, no traceback.
+    (test_train.py and test_predict.py run data and file errors the same way.)"""
+    result = subprocess.run(
+        [sys.executable, "-m", "digitcls.train", "+experiment=mbv3", "epochs=2.5", f"hydra.run.dir={tmp_path}"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == EXIT_USER_ERROR, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: epochs: got 2.5"), result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- data cache on a read-only dataset
+
+def test_data_cache_on_a_read_only_dataset_falls_back_to_memory(
+    tiny_folders: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cache folder beside the splits cannot be written: the run goes on with the decoded splits in memory,
+    and one warning says where it tried to cache. (The parent is made read-only; root ignores permissions,
+    so a file also stands where the cache folder would be made.)"""
+    (tiny_folders / ".cache").write_text("")
+    tiny_folders.chmod(0o555)
+    try:
+        datamodule = DigitDataModule(
+            train_path=tiny_folders / "train", val_path=tiny_folders / "val", test_path=tiny_folders / "test",
+            img_size=(32, 32), batch_size=16, num_workers=0, data_cache=True,
+        )
+        started = time.perf_counter()
+        with caplog.at_level(logging.WARNING, logger="digitcls"):
+            datamodule.setup("fit")
+        assert time.perf_counter() - started < EARLY_S
+    finally:
+        tiny_folders.chmod(0o755)
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.dtype == torch.uint8 and len(labels) == 16
+    assert len(datamodule.train_dataset) == 200  # all in memory: no file was skipped
+    warnings = [r.getMessage() for r in caplog.records if "data_cache" in r.getMessage()]
+    assert warnings and str(tiny_folders / ".cache") in warnings[0] and "in memory" in warnings[0]
+    assert (tiny_folders / ".cache").is_file()  # nothing written there

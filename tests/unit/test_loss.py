@@ -2,7 +2,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from digitcls.errors import ConfigError
 from digitcls.model.loss import LabelSmoothingCrossEntropy
 
 C = 10
@@ -77,21 +76,3 @@ def test_class_weight_is_a_buffer() -> None:
     assert "class_weight" in loss.state_dict()
 
 
-@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, "0.1", None])
-def test_bad_label_smooth(eps: object) -> None:
-    with pytest.raises(ConfigError, match="label_smooth"):
-        LabelSmoothingCrossEntropy(eps)  # type: ignore[arg-type]
-
-
-def test_class_weight_length_must_match_classes() -> None:
-    logits, target, _ = make()
-    loss = LabelSmoothingCrossEntropy(0.1, [1.0, 2.0, 3.0])
-    with pytest.raises(ConfigError, match="class_weight") as error:
-        loss(logits, target)
-    assert "3 values" in str(error.value) and f"{C} classes" in str(error.value)
-
-
-@pytest.mark.parametrize("weights", [[1.0, -1.0, 1.0], [0.0, 0.0], ["a", "b"], [float("nan"), 1.0], 3.0])
-def test_bad_class_weight(weights: object) -> None:
-    with pytest.raises(ConfigError, match="class_weight"):
-        LabelSmoothingCrossEntropy(0.0, weights)  # type: ignore[arg-type]

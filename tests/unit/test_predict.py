@@ -151,12 +151,6 @@ def test_foreign_or_broken_checkpoint_is_a_message_not_a_traceback(
     assert not (tmp_path / "pre.csv").exists()
 
 
-def test_preprocess_unknown_value_is_a_message(tiny_folders: Path, untrained_checkpoint: Path) -> None:
-    from digitcls.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="preprocess"):
-        label_folder(load_predictor(untrained_checkpoint), tiny_folders / "test", preprocess="fancy")
-
 
 def test_preprocess_mnist_runs_on_photos(untrained_checkpoint: Path, tmp_path: Path) -> None:
     photo = np.full((200, 300, 3), 230, np.uint8)

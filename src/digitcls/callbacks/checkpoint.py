@@ -9,9 +9,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 
 
+@writer
 def save_checkpoint_atomically(trainer: L.Trainer, path: str | Path, weights_only: bool = False) -> None:
     """``trainer.save_checkpoint`` into a temporary file beside ``path``, then rename it over ``path``.
 

@@ -52,15 +52,6 @@ class FreezeBackbone(BaseFinetuning):
 
     def __init__(self, unfreeze_at_epoch: int) -> None:
         super().__init__()
-        if (
-            isinstance(unfreeze_at_epoch, bool)
-            or not isinstance(unfreeze_at_epoch, int)
-            or unfreeze_at_epoch < 0
-        ):
-            raise ConfigError(
-                f"freeze_nonlinear_epoch: must be an integer >= 0, got {unfreeze_at_epoch!r}; "
-                "e.g. freeze_nonlinear_epoch=2 (0 = never freeze)."
-            )
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.frozen = False
 

@@ -13,7 +13,6 @@ re-run the job in RUN mode.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from digitcls import atomic
 from digitcls.errors import DigitclsError
 from digitcls.reports.sweep import JOB_STATUS_FILE, SUMMARY_MD, write_sweep_summary
 
@@ -53,9 +53,7 @@ def write_job_status(output_dir: Path, job: int, error: BaseException | None, wa
         "traceback": "".join(traceback.format_exception(error)) if error else None,
         "wall_time_s": round(wall_time_s, 2),
     }
-    path = output_dir / JOB_STATUS_FILE
-    path.write_text(json.dumps(status, indent=2))
-    return path
+    return atomic.write_json(output_dir / JOB_STATUS_FILE, status)
 
 
 class SweepSummary(Callback):

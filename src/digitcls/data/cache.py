@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 
 log = logging.getLogger("digitcls")
 
@@ -95,9 +95,22 @@ def load_split(split: LabelledSplit, cache_dir: Path) -> tuple[Tensor, Tensor]:
         except Exception as error:  # a damaged cache is rebuilt, never trusted
             log.warning("data cache %s unreadable (%s); rebuilding it", path, error)
     images, labels = _decode_all(split)
+    try:
+        save_split(path, images, labels)
+    except OSError as error:  # e.g. a read-only dataset: the decoded split still serves this run
+        log.warning(
+            "data_cache: cannot save the decoded split to %s (%s): keeping it in memory for this run only; "
+            "every run decodes it again until that folder is writable",
+            cache_dir, error.strerror or error,
+        )  # fmt: skip
+    return images, labels
+
+
+@writer
+def save_split(path: Path, images: Tensor, labels: Tensor) -> Path:
     with atomic_path(path) as tmp:  # a reader sees no file or the whole file
         torch.save({"images": images, "labels": labels}, tmp)
-    return images, labels
+    return path
 
 
 class TensorSplit(Dataset):

@@ -32,7 +32,7 @@ from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
 from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
-from digitcls.errors import BadImageError, ConfigError, DataError
+from digitcls.errors import BadImageError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,6 @@ class PredictBatch(NamedTuple):
     errors: list[BadFile]
 
 
-def _check_policy(on_bad_image: str) -> str:
-    if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ConfigError(f"on_bad_image: must be skip or error, got {on_bad_image!r}.")
-    return on_bad_image
-
-
 class ImageFolderDataset(Dataset):
     """(image, class index) pairs; a bad file is ``None`` (skip, one warning per file) or raises (error)."""
 
@@ -74,7 +68,7 @@ class ImageFolderDataset(Dataset):
     ):
         self.samples = samples
         self.img_size = parse_img_size(img_size)
-        self.on_bad_image = _check_policy(on_bad_image)
+        self.on_bad_image = on_bad_image
         self._warned: set[Path] = set()
 
     def __len__(self) -> int:
@@ -193,7 +187,7 @@ class DigitDataModule(L.LightningDataModule):
         self.try_to_train_items = try_to_train_items
         self.seed = seed
         self.augment = parse_augment(augment)
-        self.on_bad_image = _check_policy(on_bad_image)
+        self.on_bad_image = on_bad_image
         self.data_cache = data_cache
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
         self.train_dataset: ImageFolderDataset | TensorSplit | None = None

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
-from digitcls.errors import CheckpointError, ConfigError
+from digitcls.errors import CheckpointError
 
 log = logging.getLogger("digitcls")
 
@@ -39,22 +39,8 @@ def build_backbone(
 
     torchvision's classifier structure is kept (Linear -> Hardswish -> Dropout -> Linear) so that
     ImageNet-style checkpoints still map onto it; only the dropout ``p`` and the last Linear change.
+    The arguments are trusted: :mod:`digitcls.schema` checked them.
     """
-    if model_name not in _BUILDERS:  # exact match: `mobilenetv3_small_x` is not `mobilenetv3_small`
-        raise ConfigError(
-            f"model_name: unknown model {model_name!r}. Valid names: {', '.join(MODEL_NAMES)} "
-            "(mobilenetv3 = MobileNetV3-Large), e.g. model_name=mobilenetv3_small."
-        )
-    if isinstance(class_number, bool) or not isinstance(class_number, int) or class_number < 2:
-        raise ConfigError(
-            f"class_number: must be an integer >= 2 (the number of class folders in train_path), "
-            f"got {class_number!r}."
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout: must be in [0, 1), got {dropout!r}, e.g. dropout=0.2.")
-    if not 0.0 < bn_momentum <= 1.0:
-        raise ConfigError(f"bn_momentum: must be in (0, 1], got {bn_momentum!r}, e.g. bn_momentum=0.1.")
-
     model = _BUILDERS[model_name](weights=None, num_classes=class_number, dropout=dropout)
     # torchvision builds every BatchNorm with momentum=0.01: after a short run the running statistics
     # lag far behind the weights and eval accuracy collapses (26.9 % test after one MNIST epoch).
@@ -90,7 +76,7 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+def read_weights(path: Path) -> Mapping[str, torch.Tensor]:
     fix = "Point `pretrained` at a local weights file (a state dict or a Lightning .ckpt), or set pretrained=null."
     if not path.is_file():
         raise CheckpointError(f"pretrained: {path} does not exist. {fix}")
@@ -134,7 +120,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     hidden, and a file that matches fewer than half of the model's parameters is rejected.
     """
     path = Path(path)
-    source = _read_state_dict(path)
+    source = read_weights(path)
     target = model.state_dict()
 
     report = LoadReport()

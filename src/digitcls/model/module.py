@@ -18,7 +18,7 @@ from torchmetrics.classification import (
 )
 
 from digitcls.data.transforms import normalization_for
-from digitcls.errors import CheckpointError, ConfigError, DigitclsError
+from digitcls.errors import CheckpointError, DigitclsError
 from digitcls.model.backbones import build_backbone
 from digitcls.model.loss import LabelSmoothingCrossEntropy
 from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
@@ -37,11 +37,6 @@ class NonFiniteLossError(DigitclsError):
 
 
 def build_metrics(names: Sequence[str], class_number: int) -> MetricCollection:
-    unknown = [name for name in names if name not in METRICS]
-    if unknown:
-        raise ConfigError(
-            f"metrics: unknown metric(s) {unknown}. Valid names: {sorted(METRICS)}, e.g. metrics=[acc,f1]."
-        )
     if "acc" not in names:  # val_acc drives checkpoints, early stopping and the plateau scheduler
         names = ["acc", *names]
     return MetricCollection({name: METRICS[name](class_number) for name in names})

@@ -11,12 +11,13 @@ matplotlib.use("Agg")  # headless: CI, servers, notebooks' own backend is unaffe
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 
 WRONG = "#d62728"
 RIGHT = "#222222"
 
 
+@writer
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     """Write atomically (temp file + rename) so a reader never sees half a PNG."""
     try:

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from digitcls import atomic
+from digitcls.atomic import atomic_path, writer
 from digitcls.runs import SUMMARY_FILE
 
 JOB_STATUS_FILE = "job_status.json"
@@ -142,11 +144,12 @@ def varying_overrides(row: JobRow, common: Sequence[str]) -> str:
     return " ".join(o for o in row.overrides if o not in common)
 
 
+@writer
 def write_csv(rows: Sequence[JobRow], path: Path) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({**asdict(row), "overrides": " ".join(row.overrides)} for row in rows)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        table = csv.DictWriter(handle, fieldnames=COLUMNS)
+        table.writeheader()
+        table.writerows({**asdict(row), "overrides": " ".join(row.overrides)} for row in rows)
     return path
 
 
@@ -221,10 +224,9 @@ def plot_val_acc(rows: Sequence[JobRow], path: Path) -> Path | None:
     if not curves:
         return None
 
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and in tests
     import matplotlib.pyplot as plt
+
+    from digitcls.reports.plots import save_figure  # imports matplotlib headless, only when plotting
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for label, epochs, values in curves:
@@ -235,15 +237,13 @@ def plot_val_acc(rows: Sequence[JobRow], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower right", ncol=1 if len(curves) <= 12 else 2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_sweep_summary(sweep_dir: Path, plot: bool = True) -> tuple[list[JobRow], list[Path]]:
     """Write summary.csv and summary.md (and val_acc_curves.png) into ``sweep_dir``: (rows, files written)."""
     rows = collect(sweep_dir)
     written = [write_csv(rows, sweep_dir / SUMMARY_CSV), sweep_dir / SUMMARY_MD]
-    written[1].write_text(to_markdown(rows, str(sweep_dir)))
+    atomic.write_text(written[1], to_markdown(rows, str(sweep_dir)))
     curves = plot_val_acc(rows, sweep_dir / CURVES_PNG) if plot else None
     return rows, written + ([curves] if curves else [])

@@ -1,0 +1,78 @@
+"""Every file and folder a config key names, opened and checked before any data is loaded or trained on.
+
+:mod:`digitcls.schema` checks the values; this module checks what they point at, so that a missing,
+truncated or foreign file ends the command in seconds rather than after a training run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from digitcls.data.folders import discover_classes
+from digitcls.errors import CheckpointError, ConfigError
+from digitcls.model.backbones import read_weights
+
+
+def check_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
+    """Open ``path`` as a digitcls checkpoint (the ``key`` names it in every message) and return it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{key}: {path} does not exist; point {key} at a .ckpt written by digitcls.train, "
+                              f"or set {key}=null.")
+    try:  # mmap: the tensors are not read, only the file's structure
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:  # truncated zip, not a torch file, ...
+        first_line = next(iter(str(error).splitlines()), "")
+        raise CheckpointError(
+            f"{key}: {path} could not be read as a checkpoint ({type(error).__name__}: {first_line}). It may be "
+            f"truncated or not a PyTorch file; point {key} at a .ckpt written by digitcls.train."
+        ) from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "class_names" not in hparams or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"{key}: {path} is not a digitcls checkpoint (no state_dict and class_names in it). Use a .ckpt "
+            "written by `python -m digitcls.train`; plain weights go to `pretrained=` instead."
+        )
+    return checkpoint
+
+
+def check_folders(cfg: DictConfig, keys: Sequence[str]) -> None:
+    """A path key naming an existing regular file is a mistake (a missing folder may still be prepared)."""
+    for key in keys:
+        value = cfg.get(key)
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(
+                f"{key}: {value} is a file; {key} must be a folder with one sub-folder per class, "
+                f"e.g. {key}=data/test."
+            )
+
+
+def check_train_inputs(cfg: DictConfig, resume_from: Path | None) -> dict[str, list[str]]:
+    """Open every file the training config names (``resume_from``: the checkpoint ``ckpt_path`` or
+    ``resume=true`` chose); return each checkpoint's class names by key, for :func:`check_checkpoint_classes`
+    once the training folders exist."""
+    check_folders(cfg, ("train_path", "val_path", "test_path"))
+    if cfg.pretrained:
+        read_weights(Path(cfg.pretrained))
+    checkpoints = {"model_path": cfg.model_path, "ckpt_path" if cfg.ckpt_path else "resume": resume_from}
+    return {
+        key: [str(name) for name in check_checkpoint(path, key)["hyper_parameters"]["class_names"]]
+        for key, path in checkpoints.items()
+        if path
+    }
+
+
+def check_checkpoint_classes(classes_by_key: dict[str, list[str]], train_path: str | Path) -> None:
+    """A checkpoint used with this training data must have been trained on the same class folders."""
+    folders = discover_classes(train_path)
+    for key, classes in classes_by_key.items():
+        if classes != folders:
+            raise CheckpointError(
+                f"{key}: the checkpoint was trained on the classes {classes}, but train_path ({train_path}) has "
+                f"{folders}. Point {key} at a checkpoint of these classes, or set {key}=null."
+            )
