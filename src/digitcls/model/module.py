@@ -17,6 +17,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from digitcls.checkpoints import read_checkpoint
 from digitcls.data.transforms import normalization_for
 from digitcls.errors import CheckpointError, ConfigError, DigitclsError
 from digitcls.model.backbones import build_backbone
@@ -165,20 +166,12 @@ class DigitClassifier(L.LightningModule):
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:
-    """Load a digitcls checkpoint, turning every way it can be wrong into a clear :class:`CheckpointError`."""
+    """Load a digitcls checkpoint (tensors and plain values only: :func:`~digitcls.checkpoints.read_checkpoint`),
+    turning every way it can be wrong into a clear :class:`CheckpointError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"model_path: {path} does not exist. Train one with `make train` or pass model_path=<a .ckpt file>."
-        )
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # truncated zip, not a torch file, ...
-        raise CheckpointError(
-            f"model_path: {path} could not be read as a checkpoint ({type(error).__name__}: {error}). "
-            "It may be truncated or not a PyTorch file; point model_path at a .ckpt written by digitcls."
-        ) from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    hint = "Train one with `make train` or pass model_path=<a .ckpt file written by digitcls>."
+    checkpoint = read_checkpoint(path, "model_path", hint, map_location=map_location)
+    hparams = checkpoint.get("hyper_parameters")
     if not hparams or "class_names" not in hparams or "state_dict" not in checkpoint:
         raise CheckpointError(
             f"model_path: {path} is not a digitcls checkpoint (no class_names in its hyperparameters). "
