@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from digitcls.atomic import atomic_path
 from digitcls.cli import run_task
 from digitcls.data.datamodule import PredictFolderDataset
-from digitcls.data.images import read_image
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels, read_image
 from digitcls.errors import ConfigError, DataError
 from digitcls.inference import Predictor, load_predictor
 from digitcls.preprocess import PREPROCESSORS
@@ -40,12 +40,16 @@ def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 def label_folder(
-    predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0
+    predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason)."""
+    """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason),
+    files declaring more than ``max_image_pixels`` included."""
     if preprocess not in PREPROCESSORS:
         raise ConfigError(f"preprocess: unknown value {preprocess!r}; valid: {', '.join(PREPROCESSORS)}.")
-    dataset = PredictFolderDataset(root, predictor.img_size, preprocess=PREPROCESSORS[preprocess])
+    dataset = PredictFolderDataset(
+        root, predictor.img_size, preprocess=PREPROCESSORS[preprocess], max_image_pixels=max_image_pixels
+    )
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate,
         persistent_workers=False,
@@ -75,14 +79,14 @@ def true_class(image_id: str, class_names: list[str]) -> str | None:
 
 def prediction_grid(
     predictions: pd.DataFrame, root: Path, class_names: list[str], preprocess: str, count: int, seed: int,
-    path: str | Path,
+    path: str | Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Path:
     rows = random.Random(seed).sample(range(len(predictions)), min(count, len(predictions)))
     images, titles, wrong = [], [], []
     transform = PREPROCESSORS[preprocess]
     for row in sorted(rows):
         image_id, label, confidence = predictions.iloc[row][COLUMNS]
-        image = read_image(root / image_id)
+        image = read_image(root / image_id, max_image_pixels)
         images.append(transform(image) if transform else image)
         truth = true_class(image_id, class_names)
         wrong.append(truth is not None and truth != label)
@@ -93,6 +97,7 @@ def prediction_grid(
 def predict(cfg: DictConfig) -> dict[str, Any]:
     if cfg.batch_size <= 0:
         raise ConfigError(f"batch_size: must be positive, got {cfg.batch_size}; e.g. batch_size=256.")
+    check_max_pixels(cfg.max_image_pixels)
     for key in ("output", "errors_output", "grid_output"):
         if cfg[key]:
             writable_folder(Path(cfg[key]).parent, key)
@@ -100,7 +105,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     predictor = load_predictor(model_path)
     root = Path(cfg.test_path)
     started = time.perf_counter()
-    predictions, errors = label_folder(predictor, root, cfg.preprocess, cfg.batch_size, cfg.num_workers)
+    predictions, errors = label_folder(
+        predictor, root, cfg.preprocess, cfg.batch_size, cfg.num_workers, cfg.max_image_pixels
+    )
     elapsed = time.perf_counter() - started
     if predictions.empty:
         raise DataError(f"test_path: none of the images under {root} could be read; see the warnings above.")
@@ -111,7 +118,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         Path(cfg.errors_output).unlink(missing_ok=True)  # a stale list from an earlier run would mislead
     if cfg.grid_output and cfg.grid_size > 0:
         prediction_grid(predictions, root, predictor.class_names, cfg.preprocess, cfg.grid_size,
-                        cfg.random_seed, cfg.grid_output)
+                        cfg.random_seed, cfg.grid_output, cfg.max_image_pixels)
     rate = len(predictions) / elapsed if elapsed > 0 else float("inf")
     print(f"labelled {len(predictions)} images with {model_path} -> {cfg.output} ({rate:.0f} images/s)")
     if len(errors):

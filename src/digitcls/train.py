@@ -50,6 +50,7 @@ def build_datamodule(cfg: DictConfig) -> DigitDataModule:
         augment=OmegaConf.to_container(cfg.augment) if cfg.augment else None,
         on_bad_image=cfg.on_bad_image,
         data_cache=cfg.data_cache,
+        max_image_pixels=cfg.max_image_pixels,
     )
 
 
