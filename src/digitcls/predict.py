@@ -33,9 +33,13 @@ COLUMNS = ["image_id", "label", "confidence"]
 
 
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Temp file in the same folder, then rename: readers see the old file or the new one, never half."""
+    """Temp file in the same folder, then rename: readers see the old file or the new one, never half.
+
+    Always valid UTF-8: a file name that is not (undecodable bytes, kept by Python as surrogates) is written
+    with backslash escapes instead of failing the whole file. Commas, quotes and newlines in names are
+    quoted, so pandas reads every name back as it was."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        frame.to_csv(tmp, index=False, float_format="%.6f", errors="backslashreplace")
     return Path(path)
 
 
