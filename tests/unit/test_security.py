@@ -147,12 +147,28 @@ def test_read_checkpoint_errors_name_the_key(tmp_path: Path) -> None:
         read_checkpoint(tmp_path / "tensor.pt", "model_path")
 
 
+def test_hyperparameters_cannot_build_a_huge_or_unknown_model(untrained_checkpoint: Path, tmp_path: Path) -> None:
+    """Plain values can still lie: 200,000 class names for a 10-output head would allocate an 800 MB head
+    before any weight is checked; an unknown hyperparameter would be a TypeError. Both are refused first."""
+    saved = torch.load(untrained_checkpoint, weights_only=True)
+    saved["hyper_parameters"]["class_names"] = [str(i) for i in range(200_000)]
+    torch.save(saved, tmp_path / "huge.ckpt")
+    with pytest.raises(CheckpointError, match="names 200000 classes but its last layer has 10 outputs"):
+        load_classifier(tmp_path / "huge.ckpt")
+
+    saved = torch.load(untrained_checkpoint, weights_only=True)
+    saved["hyper_parameters"]["data_root"] = "data"
+    torch.save(saved, tmp_path / "unknown.ckpt")
+    with pytest.raises(CheckpointError, match=r"hyperparameters this digitcls does not know: \['data_root'\]"):
+        load_classifier(tmp_path / "unknown.ckpt")
+
+
 def test_trusted_old_style_checkpoint_converts_and_then_loads(untrained_checkpoint: Path, tmp_path: Path) -> None:
     """A checkpoint whose hyperparameters hold OmegaConf and Path objects (as a script saving its Hydra config
     would) is refused; the conversion the message names gives a file that loads, with the same weights."""
     saved = torch.load(untrained_checkpoint, weights_only=True)
     saved["hyper_parameters"]["class_names"] = ListConfig(saved["hyper_parameters"]["class_names"])
-    saved["hyper_parameters"]["data_root"] = tmp_path / "data"
+    saved["callbacks"] = {"checkpoint": {"dirpath": tmp_path / "data"}}
     old = tmp_path / "old.ckpt"
     torch.save(saved, old)
     with pytest.raises(CheckpointError, match="omegaconf"):
@@ -161,9 +177,10 @@ def test_trusted_old_style_checkpoint_converts_and_then_loads(untrained_checkpoi
     convert_main([str(old), str(tmp_path / "converted.ckpt")])
     converted = read_checkpoint(tmp_path / "converted.ckpt", "model_path")
     assert converted["hyper_parameters"]["class_names"] == [str(d) for d in range(10)]
-    assert converted["hyper_parameters"]["data_root"] == str(tmp_path / "data")
+    assert converted["callbacks"]["checkpoint"]["dirpath"] == str(tmp_path / "data")
+    model = load_classifier(tmp_path / "converted.ckpt")
     for name, tensor in saved["state_dict"].items():
-        assert torch.equal(converted["state_dict"][name], tensor), name
+        assert torch.equal(model.state_dict()[name], tensor), name
 
 
 def test_convert_refuses_to_overwrite_its_source(untrained_checkpoint: Path, capsys) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +178,29 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
             f"model_path: {path} is not a digitcls checkpoint (no class_names in its hyperparameters). "
             "Use a .ckpt written by `python -m digitcls.train`; plain weights go to `pretrained=` instead."
         )
-    model = DigitClassifier(**hparams)
+    _check_hyperparameters(path, hparams, checkpoint["state_dict"])
     try:
+        model = DigitClassifier(**hparams)
         model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
+    except (ConfigError, RuntimeError) as error:
         raise CheckpointError(f"model_path: {path} does not match its own hyperparameters: {error}") from None
     return model.eval()
+
+
+def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: Mapping[str, Any]) -> None:
+    """Before building anything: only this class's arguments, and as many class names as the head has
+    outputs (a small file must not make us allocate a head for millions of classes)."""
+    unknown = sorted(set(hparams) - set(inspect.signature(DigitClassifier).parameters))
+    if unknown:
+        raise CheckpointError(
+            f"model_path: {path} has hyperparameters this digitcls does not know: {unknown}. "
+            "Use a .ckpt written by `python -m digitcls.train`."
+        )
+    head = [t for t in state_dict.values() if isinstance(t, Tensor) and t.ndim == 2][-1:]  # the last Linear
+    classes = len(hparams["class_names"])
+    if not head or head[0].shape[0] != classes:
+        outputs = head[0].shape[0] if head else "no"
+        raise CheckpointError(
+            f"model_path: {path} names {classes} classes but its last layer has {outputs} outputs: "
+            "it is damaged or not a digitcls checkpoint."
+        )
