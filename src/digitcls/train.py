@@ -147,7 +147,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg, datamodule.class_names)
 
     resume_from = resume_checkpoint(cfg.ckpt_path, cfg.resume, output_dir)
-    if cfg.model_path:  # tested after training: refuse a file that is not safe to load before, not after
+    if cfg.model_path:  # only tested after training: refuse an unsafe file now, not after the training
         check_lightning_checkpoint(cfg.model_path, "model_path")
     # resuming keeps checkpoints beside the one resumed from, so the best-so-far state carries over
     checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
