@@ -28,7 +28,7 @@ from torchmetrics.classification import (
 from digitcls.cli import run_task
 from digitcls.data.datamodule import ImageFolderDataset, collate_labelled
 from digitcls.data.folders import labelled_samples
-from digitcls.data.images import read_image
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image
 from digitcls.errors import DataError
 from digitcls.inference import Predictor, load_predictor
 from digitcls.inputs import check_folders
@@ -55,13 +55,14 @@ def build_metrics(class_number: int) -> MetricCollection:
 
 
 def score_folder(
-    predictor: Predictor, root: str | Path, batch_size: int = 256, num_workers: int = 0, on_bad_image: str = "skip"
+    predictor: Predictor, root: str | Path, batch_size: int = 256, num_workers: int = 0, on_bad_image: str = "skip",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Metric values, and one row per image (path, true, predicted, confidence) for the galleries."""
     samples = labelled_samples(
         Path(root), predictor.class_names, "eval", classes_from=f"the classes of model_path {predictor.path}"
     )
-    dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image)
+    dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image, max_image_pixels)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labelled)
     metrics = build_metrics(len(predictor.class_names))
     true, predicted, confidence = [], [], []
@@ -100,13 +101,15 @@ def per_class_table(values: dict[str, torch.Tensor], class_names: list[str]) -> 
     )
 
 
-def worst_mistakes(rows: pd.DataFrame, predictor: Predictor, k: int, path: Path) -> Path | None:
+def worst_mistakes(
+    rows: pd.DataFrame, predictor: Predictor, k: int, path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> Path | None:
     if "path" not in rows:
         return None
     wrong = rows[rows.true != rows.predicted].nlargest(k, "confidence")
     names = predictor.class_names
     return image_grid(
-        [read_image(p) for p in wrong.path],
+        [read_image(p, max_image_pixels) for p in wrong.path],
         [f"true {names[t]} → {names[p]}\n{c:.0%}" for t, p, c in zip(wrong.true, wrong.predicted, wrong.confidence,
                                                                       strict=True)],
         [True] * len(wrong),
@@ -122,7 +125,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     predictor = load_predictor(model_path)
     output_dir = writable_folder(cfg.output_dir, "output_dir")
     started = time.perf_counter()
-    values, rows = score_folder(predictor, cfg.eval_path, cfg.batch_size, cfg.num_workers, cfg.on_bad_image)
+    values, rows = score_folder(
+        predictor, cfg.eval_path, cfg.batch_size, cfg.num_workers, cfg.on_bad_image, cfg.max_image_pixels
+    )
     table = per_class_table(values, predictor.class_names)
     confusion = values["confusion"].numpy().astype(np.int64)
     write_csv_atomically(table, output_dir / "per_class.csv")
@@ -130,7 +135,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         pd.DataFrame(confusion, index=predictor.class_names, columns=predictor.class_names).reset_index(
             names="true \\ predicted"), output_dir / "confusion_matrix.csv")
     confusion_matrix_figure(confusion, predictor.class_names, output_dir / "confusion_matrix.png")
-    worst_mistakes(rows, predictor, cfg.worst_k, output_dir / "worst_mistakes.png")
+    worst_mistakes(rows, predictor, cfg.worst_k, output_dir / "worst_mistakes.png", cfg.max_image_pixels)
     summary = {
         "checkpoint": str(model_path),
         "eval_path": str(cfg.eval_path),

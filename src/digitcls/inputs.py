@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
+from digitcls.checkpoints import read_checkpoint
 from digitcls.data.folders import discover_classes
 from digitcls.errors import CheckpointError, ConfigError
 from digitcls.model.backbones import read_weights
@@ -20,18 +20,8 @@ from digitcls.model.backbones import read_weights
 
 def check_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
     """Open ``path`` as a digitcls checkpoint (the ``key`` names it in every message) and return it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{key}: {path} does not exist; point {key} at a .ckpt written by digitcls.train, "
-                              f"or set {key}=null.")
-    try:  # mmap: the tensors are not read, only the file's structure
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:  # truncated zip, not a torch file, ...
-        first_line = next(iter(str(error).splitlines()), "")
-        raise CheckpointError(
-            f"{key}: {path} could not be read as a checkpoint ({type(error).__name__}: {first_line}). It may be "
-            f"truncated or not a PyTorch file; point {key} at a .ckpt written by digitcls.train."
-        ) from None
+    hint = f"Point {key} at a .ckpt written by digitcls.train, or set {key}=null."
+    checkpoint = read_checkpoint(path, key, hint, mmap=True)  # weights_only, tensors mapped, not read
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or "class_names" not in hparams or "state_dict" not in checkpoint:
         raise CheckpointError(

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import run_task
 from digitcls.data.datamodule import PredictFolderDataset
-from digitcls.data.images import read_image
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image
 from digitcls.errors import DataError
 from digitcls.inference import Predictor, load_predictor
 from digitcls.inputs import check_folders
@@ -36,17 +36,25 @@ COLUMNS = ["image_id", "label", "confidence"]
 
 @writer
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Temp file in the same folder, then rename: readers see the old file or the new one, never half."""
+    """Temp file in the same folder, then rename: readers see the old file or the new one, never half.
+
+    Always valid UTF-8: a file name that is not (undecodable bytes, kept by Python as surrogates) is written
+    with backslash escapes instead of failing the whole file. Commas, quotes and newlines in names are
+    quoted, so pandas reads every name back as it was."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        frame.to_csv(tmp, index=False, float_format="%.6f", errors="backslashreplace")
     return Path(path)
 
 
 def label_folder(
-    predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0
+    predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason)."""
-    dataset = PredictFolderDataset(root, predictor.img_size, preprocess=PREPROCESSORS[preprocess])
+    """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason),
+    files declaring more than ``max_image_pixels`` included."""
+    dataset = PredictFolderDataset(
+        root, predictor.img_size, preprocess=PREPROCESSORS[preprocess], max_image_pixels=max_image_pixels
+    )
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate,
         persistent_workers=False,
@@ -76,14 +84,14 @@ def true_class(image_id: str, class_names: list[str]) -> str | None:
 
 def prediction_grid(
     predictions: pd.DataFrame, root: Path, class_names: list[str], preprocess: str, count: int, seed: int,
-    path: str | Path,
+    path: str | Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Path:
     rows = random.Random(seed).sample(range(len(predictions)), min(count, len(predictions)))
     images, titles, wrong = [], [], []
     transform = PREPROCESSORS[preprocess]
     for row in sorted(rows):
         image_id, label, confidence = predictions.iloc[row][COLUMNS]
-        image = read_image(root / image_id)
+        image = read_image(root / image_id, max_image_pixels)
         images.append(transform(image) if transform else image)
         truth = true_class(image_id, class_names)
         wrong.append(truth is not None and truth != label)
@@ -101,7 +109,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     predictor = load_predictor(model_path)
     root = Path(cfg.test_path)
     started = time.perf_counter()
-    predictions, errors = label_folder(predictor, root, cfg.preprocess, cfg.batch_size, cfg.num_workers)
+    predictions, errors = label_folder(
+        predictor, root, cfg.preprocess, cfg.batch_size, cfg.num_workers, cfg.max_image_pixels
+    )
     elapsed = time.perf_counter() - started
     if predictions.empty:
         raise DataError(f"test_path: none of the images under {root} could be read; see the warnings above.")
@@ -112,7 +122,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         Path(cfg.errors_output).unlink(missing_ok=True)  # a stale list from an earlier run would mislead
     if cfg.grid_output and cfg.grid_size > 0:
         prediction_grid(predictions, root, predictor.class_names, cfg.preprocess, cfg.grid_size,
-                        cfg.random_seed, cfg.grid_output)
+                        cfg.random_seed, cfg.grid_output, cfg.max_image_pixels)
     rate = len(predictions) / elapsed if elapsed > 0 else float("inf")
     print(f"labelled {len(predictions)} images with {model_path} -> {cfg.output} ({rate:.0f} images/s)")
     if len(errors):

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from digitcls import atomic
+from digitcls.checkpoints import check_lightning_checkpoint
 from digitcls.errors import CheckpointError, ConfigError
 
 RUN_ROOTS = (Path("outputs"), Path("multirun"))
@@ -33,24 +34,25 @@ def newest_best_checkpoint(roots: tuple[Path, ...] = RUN_ROOTS) -> Path:
 
 def resume_checkpoint(ckpt_path: str | None, resume: bool, output_dir: Path) -> Path | None:
     """The checkpoint to continue from: ``ckpt_path``, else with ``resume=true`` this run folder's
-    ``last.ckpt`` or, failing that, the newest ``last.ckpt`` under ``outputs/``."""
+    ``last.ckpt`` or, failing that, the newest ``last.ckpt`` under ``outputs/``. Checked to hold only
+    tensors and plain values before Lightning reads it (:func:`~digitcls.checkpoints.check_lightning_checkpoint`)."""
     if ckpt_path:
         path = Path(ckpt_path)
         if not path.is_file():
             raise CheckpointError(f"ckpt_path: {path} does not exist; point it at a last.ckpt or drop it.")
-        return path
+        return check_lightning_checkpoint(path, "ckpt_path")
     if not resume:
         return None
     own = output_dir / "checkpoints" / "last.ckpt"
     if own.is_file():
-        return own
+        return check_lightning_checkpoint(own, "resume")
     found = newest([p for p in RUN_ROOTS[0].rglob("last.ckpt")]) if RUN_ROOTS[0].is_dir() else None
     if found is None:
         raise CheckpointError(
             "resume=true: no last.ckpt under outputs/ to continue from. Start a fresh run without resume, "
             "or pass ckpt_path=<file>."
         )
-    return found
+    return check_lightning_checkpoint(found, "resume")
 
 
 def writable_folder(folder: str | Path, key: str) -> Path:

@@ -63,6 +63,7 @@ class TrainConfig:
     num_workers: int = MISSING
     data_cache: bool = MISSING
     on_bad_image: str = MISSING
+    max_image_pixels: int = MISSING
     augment: Optional[dict[str, Any]] = MISSING  # noqa: UP045
     random_seed: int = MISSING
     optimizer: str = MISSING
@@ -95,6 +96,7 @@ class EvaluateConfig:
     batch_size: int = MISSING
     num_workers: int = MISSING
     on_bad_image: str = MISSING
+    max_image_pixels: int = MISSING
     worst_k: int = MISSING
     output_dir: str = MISSING
 
@@ -104,6 +106,7 @@ class PredictConfig:
     model_path: Optional[str] = MISSING  # noqa: UP045
     test_path: str = MISSING
     preprocess: str = MISSING
+    max_image_pixels: int = MISSING
     batch_size: int = MISSING
     num_workers: int = MISSING
     output: str = MISSING
@@ -194,6 +197,8 @@ RULES: dict[str, Rule] = {
     "try_to_train_items": Rule("a whole number >= 0 (0 = all)", _at_least(0), "1000"),
     "batch_size": Rule("a positive whole number", _at_least(1), "128"),
     "num_workers": Rule("a whole number >= 0", _at_least(0), "2"),
+    "max_image_pixels": Rule("a positive whole number (the largest width x height decoded)", _at_least(1),
+                             "40000000"),
     "on_bad_image": Rule(" or ".join(BAD_IMAGE_POLICIES), _one_of(BAD_IMAGE_POLICIES), "skip"),
     "augment": Rule("degrees / translate / scale / shear ranges", _delegated(parse_augment), "{degrees:10}"),
     "random_seed": Rule("a whole number in [0, 2**32)", _in(0, 2**32 - 1), "42"),

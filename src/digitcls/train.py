@@ -14,7 +14,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
@@ -25,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
+from digitcls.checkpoints import read_checkpoint
 from digitcls.cli import run_task
 from digitcls.config import trainer_precision
 from digitcls.data.datamodule import DigitDataModule
@@ -53,6 +53,7 @@ def build_datamodule(cfg: DictConfig) -> DigitDataModule:
         augment=OmegaConf.to_container(cfg.augment) if cfg.augment else None,
         on_bad_image=cfg.on_bad_image,
         data_cache=cfg.data_cache,
+        max_image_pixels=cfg.max_image_pixels,
     )
 
 
@@ -131,8 +132,8 @@ def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tup
     score = checkpoint.best_model_score
     if score is not None or not checkpoint.best_model_path:
         return (float(score) if score is not None else None), trainer.current_epoch
-    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False, mmap=True)
-    last = torch.load(Path(checkpoint.dirpath) / "last.ckpt", map_location="cpu", weights_only=False, mmap=True)
+    best = read_checkpoint(checkpoint.best_model_path, "best checkpoint", mmap=True)
+    last = read_checkpoint(Path(checkpoint.dirpath) / "last.ckpt", "last checkpoint", mmap=True)
     return float(best["callbacks"][checkpoint.state_key]["best_model_score"]), int(last["epoch"]) + 1
 
 
@@ -155,12 +156,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
     checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)
     trainer = build_trainer(cfg, output_dir, callbacks)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    # weights_only=True: checkpoints hold tensors and plain values only (digitcls.checkpoints)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
     best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
     test_metrics: dict[str, float] = {}
     if cfg.test_path and best_path:
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)

@@ -34,15 +34,16 @@ class LabelledSplit(Protocol):
 
     samples: Sequence[tuple[Path, int]]
     img_size: tuple[int, int]
+    max_image_pixels: int
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> tuple[Tensor, int] | None: ...
 
 
-def cache_key(samples: Sequence[tuple[Path, int]], img_size: tuple[int, int]) -> str:
-    """A digest of everything the decoded tensor depends on."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{tuple(img_size)}".encode())
+def cache_key(samples: Sequence[tuple[Path, int]], img_size: tuple[int, int], max_image_pixels: int) -> str:
+    """A digest of everything the decoded tensor depends on (the pixel limit decides which files are skipped)."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{tuple(img_size)}|{max_image_pixels}".encode())
     for path, label in samples:
         stat = os.stat(path)
         digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -83,10 +84,10 @@ def _decode_all(split: LabelledSplit) -> tuple[Tensor, Tensor]:
 def load_split(split: LabelledSplit, cache_dir: Path) -> tuple[Tensor, Tensor]:
     """``split`` decoded as ``(images uint8 N x 3 x H x W, labels int64 N)``, from the disk cache when current.
 
-    Decoding goes through the split's own ``__getitem__``, so pixels and the bad-image policy are the
-    folder path's own.
+    Decoding goes through the split's own ``__getitem__``, so pixels, the bad-image policy and the
+    ``max_image_pixels`` check (from the header, before decoding) are the folder path's own.
     """
-    key = cache_key(split.samples, split.img_size)
+    key = cache_key(split.samples, split.img_size, split.max_image_pixels)
     path = cache_dir / f"{key}.pt"
     if path.is_file():
         try:

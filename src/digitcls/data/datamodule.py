@@ -30,7 +30,13 @@ from torch.utils.data import (
 
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
-from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
+from digitcls.data.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    load_image_tensor,
+    read_image,
+    resize,
+    to_chw_tensor,
+)
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
 from digitcls.errors import BadImageError, DataError
 
@@ -61,14 +67,20 @@ class PredictBatch(NamedTuple):
 
 
 class ImageFolderDataset(Dataset):
-    """(image, class index) pairs; a bad file is ``None`` (skip, one warning per file) or raises (error)."""
+    """(image, class index) pairs; a bad file (or one over ``max_image_pixels``) is ``None`` (skip, one
+    warning per file) or raises (error)."""
 
     def __init__(
-        self, samples: list[tuple[Path, int]], img_size: int | Sequence[int], on_bad_image: str = "skip"
+        self,
+        samples: list[tuple[Path, int]],
+        img_size: int | Sequence[int],
+        on_bad_image: str = "skip",
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         self.samples = samples
         self.img_size = parse_img_size(img_size)
         self.on_bad_image = on_bad_image
+        self.max_image_pixels = max_image_pixels
         self._warned: set[Path] = set()
 
     def __len__(self) -> int:
@@ -81,7 +93,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> Sample | None:
         path, label = self.samples[index]
         try:
-            return load_image_tensor(path, self.img_size), label
+            return load_image_tensor(path, self.img_size, self.max_image_pixels), label
         except BadImageError as error:
             if self.on_bad_image == "error":
                 raise BadImageError(f"{error} (Or set on_bad_image=skip to leave such files out.)") from None
@@ -105,8 +117,10 @@ class PredictFolderDataset(Dataset):
         root: str | Path,
         img_size: int | Sequence[int],
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         self.root = Path(root)
+        self.max_image_pixels = max_image_pixels
         self.paths = unlabelled_samples(self.root)
         self.img_size = parse_img_size(img_size)
         self.preprocess = preprocess  # e.g. preprocess.mnist_rgb for photos of digits
@@ -119,7 +133,7 @@ class PredictFolderDataset(Dataset):
         path = self.paths[index]
         relative = path.relative_to(self.root).as_posix()
         try:
-            image = read_image(path)
+            image = read_image(path, self.max_image_pixels)
         except BadImageError as error:
             return BadFile(relative, str(error))
         if self.preprocess is not None:
@@ -175,6 +189,7 @@ class DigitDataModule(L.LightningDataModule):
         data_cache: bool = False,
         class_names: Sequence[str] | None = None,
         predict_path: str | Path | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         super().__init__()
         self.train_path = train_path
@@ -189,6 +204,7 @@ class DigitDataModule(L.LightningDataModule):
         self.augment = parse_augment(augment)
         self.on_bad_image = on_bad_image
         self.data_cache = data_cache
+        self.max_image_pixels = max_image_pixels
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
         self.train_dataset: ImageFolderDataset | TensorSplit | None = None
         self.val_dataset: ImageFolderDataset | TensorSplit | None = None
@@ -208,7 +224,7 @@ class DigitDataModule(L.LightningDataModule):
         if stage == "predict" and self.predict_dataset is None:
             key = "predict_path" if self.predict_path else "test_path"
             root = _require_folder(self.predict_path or self.test_path, key)
-            self.predict_dataset = PredictFolderDataset(root, self.img_size)
+            self.predict_dataset = PredictFolderDataset(root, self.img_size, max_image_pixels=self.max_image_pixels)
 
     def _classes(self) -> list[str]:
         if self.class_names is None:
@@ -221,7 +237,7 @@ class DigitDataModule(L.LightningDataModule):
         samples = labelled_samples(root, self._classes(), split)
         if split == "train":
             samples = train_subset(samples, self.try_to_train_items, self.seed)
-        dataset = ImageFolderDataset(samples, self.img_size, self.on_bad_image)
+        dataset = ImageFolderDataset(samples, self.img_size, self.on_bad_image, self.max_image_pixels)
         if self.data_cache:
             if fits_in_memory(len(samples), self.img_size):
                 return TensorSplit(*load_split(dataset, cache_dir=root.parent / ".cache"))

@@ -8,7 +8,6 @@ The model is torchvision's own ``MobileNetV3``: ``model.features`` is the convol
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
+from digitcls.checkpoints import read_checkpoint
 from digitcls.errors import CheckpointError
 
 log = logging.getLogger("digitcls")
@@ -78,33 +78,12 @@ def _strip_prefixes(key: str) -> str:
 
 def read_weights(path: Path) -> Mapping[str, torch.Tensor]:
     fix = "Point `pretrained` at a local weights file (a state dict or a Lightning .ckpt), or set pretrained=null."
-    if not path.is_file():
-        raise CheckpointError(f"pretrained: {path} does not exist. {fix}")
-    try:
-        # weights_only: a weights file must never run code when it is loaded
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        # weights_only refuses to unpickle classes; the message names the first one it met
-        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if culprit:
-            raise CheckpointError(
-                f"pretrained: {path} holds Python objects besides tensors ({culprit.group(1)}), which are "
-                "not unpickled for safety. If you trust the file, re-save its weights only: "
-                "`torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt')` "
-                "(or `.state_dict()` of a pickled model) and point `pretrained` at weights.pt."
-            ) from None
-        # truncated zip, not a torch file at all, ...
-        first_line = next(iter(str(error).splitlines()), "")
-        raise CheckpointError(
-            f"pretrained: {path} could not be read by torch.load ({type(error).__name__}: {first_line}). "
-            f"It may be truncated or not a PyTorch file. {fix}"
-        ) from None
-    if isinstance(obj, Mapping):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(obj.get(wrapper), Mapping):
-                obj = obj[wrapper]
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    obj: Mapping = read_checkpoint(path, "pretrained", fix)  # tensors and plain values only: never runs code
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
+    if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(
             f"pretrained: {path} is not a mapping of parameter names to tensors "
             f"(nor a checkpoint with one under 'state_dict' or 'model'). {fix}"

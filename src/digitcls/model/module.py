@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from digitcls.checkpoints import read_checkpoint
 from digitcls.data.transforms import normalization_for
 from digitcls.errors import CheckpointError, DigitclsError
 from digitcls.model.backbones import build_backbone
@@ -160,28 +162,40 @@ class DigitClassifier(L.LightningModule):
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:
-    """Load a digitcls checkpoint, turning every way it can be wrong into a clear :class:`CheckpointError`."""
+    """Load a digitcls checkpoint (tensors and plain values only: :func:`~digitcls.checkpoints.read_checkpoint`),
+    turning every way it can be wrong into a clear :class:`CheckpointError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"model_path: {path} does not exist. Train one with `make train` or pass model_path=<a .ckpt file>."
-        )
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # truncated zip, not a torch file, ...
-        raise CheckpointError(
-            f"model_path: {path} could not be read as a checkpoint ({type(error).__name__}: {error}). "
-            "It may be truncated or not a PyTorch file; point model_path at a .ckpt written by digitcls."
-        ) from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    hint = "Train one with `make train` or pass model_path=<a .ckpt file written by digitcls>."
+    checkpoint = read_checkpoint(path, "model_path", hint, map_location=map_location)
+    hparams = checkpoint.get("hyper_parameters")
     if not hparams or "class_names" not in hparams or "state_dict" not in checkpoint:
         raise CheckpointError(
             f"model_path: {path} is not a digitcls checkpoint (no class_names in its hyperparameters). "
             "Use a .ckpt written by `python -m digitcls.train`; plain weights go to `pretrained=` instead."
         )
-    model = DigitClassifier(**hparams)
+    _check_hyperparameters(path, hparams, checkpoint["state_dict"])
     try:
+        model = DigitClassifier(**hparams)
         model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
+    except (DigitclsError, RuntimeError, KeyError, TypeError, ValueError) as error:  # constructors trust their values
         raise CheckpointError(f"model_path: {path} does not match its own hyperparameters: {error}") from None
     return model.eval()
+
+
+def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: Mapping[str, Any]) -> None:
+    """Before building anything: only this class's arguments, and as many class names as the head has
+    outputs (a small file must not make us allocate a head for millions of classes)."""
+    unknown = sorted(set(hparams) - set(inspect.signature(DigitClassifier).parameters))
+    if unknown:
+        raise CheckpointError(
+            f"model_path: {path} has hyperparameters this digitcls does not know: {unknown}. "
+            "Use a .ckpt written by `python -m digitcls.train`."
+        )
+    head = [t for t in state_dict.values() if isinstance(t, Tensor) and t.ndim == 2][-1:]  # the last Linear
+    classes = len(hparams["class_names"])
+    if not head or head[0].shape[0] != classes:
+        outputs = head[0].shape[0] if head else "no"
+        raise CheckpointError(
+            f"model_path: {path} names {classes} classes but its last layer has {outputs} outputs: "
+            "it is damaged or not a digitcls checkpoint."
+        )

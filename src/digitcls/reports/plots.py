@@ -1,4 +1,7 @@
-"""Pictures a user looks at: prediction grid, confusion matrix, worst mistakes (matplotlib, no screen)."""
+"""Pictures a user looks at: prediction grid, confusion matrix, worst mistakes (matplotlib, no screen).
+
+Class names and paths are drawn as plain text (``parse_math=False``): a `$` in a folder name is not mathtext,
+which would fail the whole figure on a name like `$\\x$`."""
 
 from __future__ import annotations
 
@@ -44,9 +47,9 @@ def image_grid(
         ax.axis("off")
     for ax, image, title, is_wrong in zip(axes.flat, images, titles, wrong, strict=False):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        ax.set_title(title, fontsize=8, color=WRONG if is_wrong else RIGHT)
+        ax.set_title(title, fontsize=8, color=WRONG if is_wrong else RIGHT, parse_math=False)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        fig.suptitle(suptitle, fontsize=10, parse_math=False)
     return save_figure(fig, path)
 
 
@@ -55,8 +58,8 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], path
     size = max(4.0, 0.55 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(np.log1p(matrix), cmap="Blues")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=90 if len(class_names) > 12 else 0)
-    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90 if len(class_names) > 12 else 0, parse_math=False)
+    ax.set_yticks(range(len(class_names)), class_names, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     threshold = np.log1p(matrix).max() / 2 if matrix.size else 0

@@ -1,0 +1,146 @@
+"""Reading checkpoint and weights files without running code: every ``torch.load`` of a file digitcls did
+not just write itself goes through :func:`read_checkpoint`.
+
+``torch.load(weights_only=True)`` unpickles tensors, plain containers and numbers only; anything else
+(a class, a function such as ``exec``) is refused before it is created, so a file from elsewhere can hold
+wrong weights but cannot run code. digitcls's own checkpoints (Lightning's, with the EMA, early-stopping
+and checkpoint callbacks, every optimizer and scheduler) hold nothing more, so no extra type is allowed.
+
+A file that needs more (an older digitcls, another tool) is refused with the way out:
+``python -m digitcls.checkpoints <in> <out>`` loads it once *trusting it*, keeps only tensors and plain
+values, and writes a file that loads safely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from digitcls.atomic import atomic_path
+from digitcls.errors import CheckpointError, friendly_errors
+
+CONVERT_COMMAND = "python -m digitcls.checkpoints"
+
+
+def read_checkpoint(
+    path: str | Path, key: str, hint: str = "", map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``, which must give a dict; every failure is a
+    :class:`CheckpointError` naming the config ``key`` that chose the file, ending with ``hint`` (how to
+    get a good file). ``mmap``: map the tensors instead of reading them (a cheap check of a large file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{key}: {path} does not exist. {hint}".strip())
+    try:
+        # weights_only passed explicitly: the TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD variable cannot turn it off
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as error:
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if culprit:
+            raise CheckpointError(
+                f"{key}: {path} holds Python objects besides tensors and plain values ({culprit.group(1)}). "
+                "digitcls never unpickles those, since unpickling can run any code. If you trust the file, "
+                f"convert it once with `{CONVERT_COMMAND} {path} <converted.ckpt>` (it loads the file with "
+                "weights_only=False and keeps only tensors and plain values: state_dict, hyperparameters, "
+                f"training state), then point {key} at the converted file."
+            ) from None
+        first_line = next(iter(str(error).splitlines()), "")  # truncated zip, not a torch file at all, ...
+        raise CheckpointError(
+            f"{key}: {path} could not be read by torch.load ({type(error).__name__}: {first_line}). "
+            f"It may be truncated or not a PyTorch file. {hint}".strip()
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{key}: {path} holds a {type(obj).__name__}, not a checkpoint (a dict with a state_dict). {hint}".strip()
+        )
+    return obj  # type: ignore[return-value]
+
+
+def check_lightning_checkpoint(path: str | Path, key: str) -> Path:
+    """Prove, before Lightning reads it (with ``weights_only=True`` too), that ``path`` is a checkpoint
+    holding only safe types and a ``state_dict``; tensors are memory-mapped, not read."""
+    hint = "Point it at a .ckpt written by `python -m digitcls.train`."
+    checkpoint = read_checkpoint(path, key, hint, mmap=True)
+    if not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise CheckpointError(f"{key}: {path} has no state_dict, so it is not a Lightning checkpoint. {hint}")
+    return Path(path)
+
+
+def to_plain(obj: Any, where: str = "checkpoint") -> Any:
+    """``obj`` with every value a ``weights_only`` load accepts: tensors, plain containers, numbers,
+    strings. Modules become their state dict, configs and paths plain values; anything else is an error."""
+    if isinstance(obj, torch.Tensor | str | bytes | int | float | bool | complex | type(None)):
+        return obj
+    if isinstance(obj, torch.device | torch.dtype):
+        return obj
+    if isinstance(obj, torch.nn.Module):
+        return to_plain(obj.state_dict(), where)
+    if isinstance(obj, DictConfig | ListConfig):
+        return to_plain(OmegaConf.to_container(obj, resolve=True), where)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return to_plain(obj.value, where)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    if isinstance(obj, Mapping):
+        # an OrderedDict state dict keeps its type and _metadata (BatchNorm version info for load_state_dict)
+        plain = OrderedDict() if isinstance(obj, OrderedDict) else {}
+        for name, value in obj.items():
+            plain[to_plain(name, where)] = to_plain(value, f"{where}[{name!r}]")
+        if hasattr(obj, "_metadata"):
+            plain._metadata = to_plain(obj._metadata, where)  # type: ignore[union-attr]
+        return plain
+    if isinstance(obj, list | tuple | set | frozenset):
+        items = [to_plain(value, f"{where}[{i}]") for i, value in enumerate(obj)]
+        return tuple(items) if isinstance(obj, tuple) else items
+    if isinstance(obj, argparse.Namespace):  # hyperparameters saved by older argparse scripts
+        return to_plain(vars(obj), where)
+    raise CheckpointError(
+        f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which has no plain equivalent; "
+        "re-save the checkpoint's state_dict and hyperparameters yourself."
+    )
+
+
+def convert_trusted(source: str | Path, target: str | Path) -> Path:
+    """Load ``source`` trusting it (``weights_only=False``: it may run code), keep tensors and plain values
+    only, write ``target`` atomically and prove it reads back with :func:`read_checkpoint`."""
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise CheckpointError(f"{source} does not exist.")
+    if source.resolve() == target.resolve():
+        raise CheckpointError(f"write the converted checkpoint to a new file, not over {source}.")
+    obj = torch.load(source, map_location="cpu", weights_only=False)  # the user vouched for this file
+    plain = to_plain(obj)
+    with atomic_path(target) as tmp:
+        torch.save(plain, tmp)
+    read_checkpoint(target, "converted file")
+    return target
+
+
+@friendly_errors
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog=CONVERT_COMMAND,
+        description="Convert a checkpoint you TRUST (loading it can run code) into one that digitcls reads "
+        "safely: tensors and plain values only.",
+    )
+    parser.add_argument("source", type=Path, help="the trusted checkpoint or weights file")
+    parser.add_argument("target", type=Path, help="where to write the converted file")
+    args = parser.parse_args(argv)
+    print(f"converted {args.source} -> {convert_trusted(args.source, args.target)}")
+
+
+if __name__ == "__main__":
+    main()
