@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
+from digitcls.callbacks.precise_bn import PreciseBatchNorm
 from digitcls.cli import run_task
 from digitcls.config import img_size_hw, trainer_precision, validate
 from digitcls.data.datamodule import DigitDataModule
@@ -95,6 +96,8 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
         callbacks.append(FreezeBackbone(unfreeze_at_epoch=cfg.freeze_nonlinear_epoch))
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    if cfg.precise_bn_batches != 0:  # the callback refuses anything but a whole number >= 1
+        callbacks.append(PreciseBatchNorm(cfg.precise_bn_batches))
     return checkpoint, callbacks
 
 
