@@ -65,6 +65,7 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
         class_names=class_names,
         dropout=cfg.dropout,
         bn_momentum=cfg.bn_momentum,
+        output_stride=cfg.output_stride,
         img_size=list(img_size_hw(cfg.img_size)),
         optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate,
