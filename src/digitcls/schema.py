@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from digitcls.data.datamodule import BAD_IMAGE_POLICIES
 from digitcls.data.transforms import parse_augment
 from digitcls.errors import ConfigError
-from digitcls.model.backbones import MODEL_NAMES
+from digitcls.model.backbones import MODEL_NAMES, OUTPUT_STRIDES
 from digitcls.model.module import METRICS
 from digitcls.model.optim import OPTIMIZER_NAMES, parse_scheduler
 from digitcls.preprocess import PREPROCESSORS
@@ -51,6 +51,8 @@ class TrainConfig:
     pretrained: Optional[str] = MISSING  # noqa: UP045
     dropout: float = MISSING
     bn_momentum: float = MISSING
+    precise_bn_batches: int = MISSING
+    output_stride: int = MISSING
     channels_last: bool = MISSING
     raw_dir: str = MISSING
     train_path: str = MISSING
@@ -192,6 +194,9 @@ RULES: dict[str, Rule] = {
     "class_number": Rule("a whole number >= 2 (the number of class folders in train_path)", _at_least(2), "10"),
     "dropout": Rule("a number in [0, 1)", _in(0, 1, high_open=True), "0.2"),
     "bn_momentum": Rule("a number in (0, 1]", _in(0, 1, low_open=True), "0.1"),
+    "precise_bn_batches": Rule("a whole number >= 0 (0 = off)", _at_least(0), "32"),
+    "output_stride": Rule(f"one of {', '.join(map(str, OUTPUT_STRIDES))} (32 = torchvision's MobileNetV3 unchanged; "
+                          "16 or 8 keep more resolution for small inputs)", _one_of(OUTPUT_STRIDES), "16"),
     "img_size": Rule(f"a whole number >= {MIN_IMG_SIZE} or [height, width] of such numbers (MobileNetV3 "
                      "downsamples 32x)", _img_size_ok, "32"),
     "try_to_train_items": Rule("a whole number >= 0 (0 = all)", _at_least(0), "1000"),

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
+from digitcls.callbacks.precise_bn import PreciseBatchNorm
 from digitcls.checkpoints import read_checkpoint
 from digitcls.cli import run_task
 from digitcls.config import trainer_precision
@@ -68,6 +69,7 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
         class_names=class_names,
         dropout=cfg.dropout,
         bn_momentum=cfg.bn_momentum,
+        output_stride=cfg.output_stride,
         img_size=list(parse_img_size(cfg.img_size)),
         optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate,
@@ -99,6 +101,8 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
         callbacks.append(FreezeBackbone(unfreeze_at_epoch=cfg.freeze_nonlinear_epoch))
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    if cfg.precise_bn_batches > 0:
+        callbacks.append(PreciseBatchNorm(cfg.precise_bn_batches))
     return checkpoint, callbacks
 
 

@@ -148,3 +148,52 @@ def test_unreadable_files(weights, tmp_path) -> None:
     with pytest.raises(CheckpointError, match="Python objects besides tensors") as error:
         load_pretrained(fresh(), pickled_model)
     assert "MobileNetV3" in str(error.value) and "weights_only=False" in str(error.value)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize(("output_stride", "side"), [(32, 1), (16, 2), (8, 4)])
+def test_output_stride_sets_the_feature_map_size(name: str, output_stride: int, side: int) -> None:
+    model = build_backbone(name, 10, output_stride=output_stride).eval()
+    with torch.no_grad():
+        features = model.features(torch.rand(2, 3, 32, 32))
+        assert features.shape[-2:] == (side, side)
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_output_stride_32_is_torchvisions_network(name: str) -> None:
+    from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
+
+    builder = {"mobilenetv3": mobilenet_v3_large, "mobilenetv3_small": mobilenet_v3_small}[name]
+    torch.manual_seed(3)
+    reference = builder(weights=None, num_classes=10).eval()
+    ours = build_backbone(name, 10, output_stride=32).eval()
+    ours.load_state_dict(reference.state_dict())  # strict: same keys and shapes
+    strides = [m.stride for m in ours.modules() if isinstance(m, nn.Conv2d)]
+    assert strides == [m.stride for m in reference.modules() if isinstance(m, nn.Conv2d)]
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(images), reference(images))
+
+
+def test_weights_trained_at_one_output_stride_load_at_another(tmp_path) -> None:
+    torch.manual_seed(4)
+    trained = build_backbone("mobilenetv3", 10, output_stride=32)
+    torch.save(trained.state_dict(), tmp_path / "weights.pt")
+    small_inputs = build_backbone("mobilenetv3", 10, output_stride=8)
+    report = load_pretrained(small_inputs, tmp_path / "weights.pt")
+    assert (report.missing, report.unexpected, report.skipped_shape) == ([], [], [])
+    assert_loaded(small_inputs, trained.state_dict(), list(trained.state_dict()))
+
+
+def test_checkpoints_from_before_output_stride_load_as_32(tmp_path) -> None:
+    from digitcls.model.module import DigitClassifier, load_classifier
+    from tests.conftest import save_checkpoint
+
+    model = DigitClassifier(model_name="mobilenetv3_small", output_stride=32)
+    hparams = {k: v for k, v in model.hparams.items() if k != "output_stride"}
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, path)
+    assert load_classifier(path).hparams.output_stride == 32
+    save_checkpoint(DigitClassifier(model_name="mobilenetv3_small", output_stride=8), tmp_path / "os8.ckpt")
+    assert load_classifier(tmp_path / "os8.ckpt").hparams.output_stride == 8

@@ -30,9 +30,9 @@ from omegaconf import ListConfig
 
 from digitcls.checkpoints import main as convert_main
 from digitcls.checkpoints import read_checkpoint
-from digitcls.data.datamodule import BadImageWarning, DigitDataModule, ImageFolderDataset
+from digitcls.data.datamodule import BadImageWarning, DigitDataModule
 from digitcls.data.images import read_image
-from digitcls.errors import EXIT_USER_ERROR, BadImageError, CheckpointError, ConfigError
+from digitcls.errors import EXIT_USER_ERROR, BadImageError, CheckpointError
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.train import train
 from tests.conftest import save_checkpoint
@@ -256,12 +256,6 @@ def test_opencv_assertion_becomes_a_bad_image(tmp_path: Path) -> None:
     bomb = png_bomb(tmp_path / "bomb.png")
     with pytest.raises(BadImageError, match=r"bomb.png could not be decoded by OpenCV .*CV_IO_MAX_IMAGE_PIXELS"):
         read_image(bomb, max_pixels=3_000_000_000)
-
-
-@pytest.mark.parametrize("value", [0, -1, 1.5, "big", True])
-def test_max_image_pixels_must_be_a_positive_int(value, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"max_image_pixels: must be a whole number > 0"):
-        ImageFolderDataset([], 32, max_image_pixels=value)
 
 
 @pytest.mark.parametrize("data_cache", [False, True], ids=["folder path", "cache builder"])

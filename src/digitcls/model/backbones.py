@@ -8,24 +8,27 @@ The model is torchvision's own ``MobileNetV3``: ``model.features`` is the convol
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
+from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
 
 from digitcls.checkpoints import read_checkpoint
 from digitcls.errors import CheckpointError
 
 log = logging.getLogger("digitcls")
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "mobilenetv3": mobilenet_v3_large,
-    "mobilenetv3_small": mobilenet_v3_small,
+# model_name -> torchvision's architecture name
+_ARCHITECTURES: dict[str, str] = {
+    "mobilenetv3": "mobilenet_v3_large",
+    "mobilenetv3_small": "mobilenet_v3_small",
 }
-MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+MODEL_NAMES: tuple[str, ...] = tuple(_ARCHITECTURES)
+# total downsampling of `features`: 32 is torchvision's network; each halving drops its first stride-2 block
+OUTPUT_STRIDES: tuple[int, ...] = (32, 16, 8)
 
 # Prefixes other trainers put in front of the torchvision key names (Lightning's `model.`/`backbone.`
 # attributes, DataParallel's `module.`, the tutorial's `pretrain_`). Stripped repeatedly, in any order.
@@ -33,15 +36,29 @@ KEY_PREFIXES: tuple[str, ...] = ("pretrain_", "model.", "module.", "backbone.")
 
 
 def build_backbone(
-    model_name: str, class_number: int, dropout: float = 0.2, bn_momentum: float = 0.1
+    model_name: str,
+    class_number: int,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.1,
+    output_stride: int = 32,
 ) -> nn.Module:
     """A randomly initialised MobileNetV3 with a ``class_number``-way head; never downloads weights.
 
     torchvision's classifier structure is kept (Linear -> Hardswish -> Dropout -> Linear) so that
     ImageNet-style checkpoints still map onto it; only the dropout ``p`` and the last Linear change.
+
+    ``output_stride`` 32 is torchvision's network unchanged: a 32 px digit is 1x1 after the last stage.
+    16 or 8 set the first one or two stride-2 inverted-residual blocks to stride 1 (as CIFAR-sized
+    variants do), so later stages see 2x2 or 4x4 maps at 32 px, for about 2x/4x the compute of those
+    stages. Strides hold no weights: the parameters, and so weights files, are the same for every value.
     The arguments are trusted: :mod:`digitcls.schema` checked them.
     """
-    model = _BUILDERS[model_name](weights=None, num_classes=class_number, dropout=dropout)
+    # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
+    blocks, last_channel = _mobilenet_v3_conf(_ARCHITECTURES[model_name])
+    strided = [block for block in blocks if block.stride == 2]
+    for block in strided[: OUTPUT_STRIDES.index(output_stride)]:
+        block.stride = 1
+    model = MobileNetV3(blocks, last_channel, num_classes=class_number, dropout=dropout)
     # torchvision builds every BatchNorm with momentum=0.01: after a short run the running statistics
     # lag far behind the weights and eval accuracy collapses (26.9 % test after one MNIST epoch).
     for module in model.modules():

@@ -54,6 +54,7 @@ class DigitClassifier(L.LightningModule):
         class_names: Sequence[str] = tuple(str(d) for d in range(10)),
         dropout: float = 0.2,
         bn_momentum: float = 0.1,
+        output_stride: int = 32,
         img_size: int | Sequence[int] = 32,
         optimizer: str = "AdamW",
         learning_rate: float = 2e-3,
@@ -75,6 +76,7 @@ class DigitClassifier(L.LightningModule):
                 "class_names": class_names,
                 "dropout": dropout,
                 "bn_momentum": bn_momentum,
+                "output_stride": output_stride,
                 "img_size": list(img_size) if isinstance(img_size, Sequence) else img_size,
                 "optimizer": optimizer,
                 "learning_rate": learning_rate,
@@ -90,7 +92,9 @@ class DigitClassifier(L.LightningModule):
         )
         self.class_names = class_names
         self.scheduler_spec = parse_scheduler(scheduler)  # fail at construction, not after an epoch
-        self.backbone = build_backbone(model_name, len(class_names), dropout=dropout, bn_momentum=bn_momentum)
+        self.backbone = build_backbone(
+            model_name, len(class_names), dropout=dropout, bn_momentum=bn_momentum, output_stride=output_stride
+        )
         # NHWC runs MobileNetV3's depthwise convolutions about 2x faster on CPU (bench/); same results
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)

@@ -1,0 +1,113 @@
+"""Precise BatchNorm: recompute the BatchNorm statistics of the weights about to be validated.
+
+BatchNorm normalises a training batch with that batch's own mean and variance, but evaluates with running
+averages that move by ``momentum`` each step. After few steps (a small folder, a short run) those averages
+still describe the weights of many steps ago, and evaluation collapses: the ``mbv3`` recipe on 2,000 MNIST
+images for 3 epochs trained to 65 % accuracy but scored 18 % on val and test. Recomputing the statistics
+on training batches just before validation ("precise BN", Wu & Johnson, *Rethinking "Batch" in BatchNorm*,
+2021) makes evaluation reflect the current weights, however short the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from digitcls.errors import ConfigError
+
+
+@torch.no_grad()
+def recompute_batchnorm_statistics(
+    model: nn.Module, layers: list[_BatchNorm], inputs: Iterable[Tensor]
+) -> int:
+    """Reset ``layers``' running statistics to the cumulative average of their statistics on ``inputs``.
+
+    What :func:`torch.optim.swa_utils.update_bn` does (momentum ``None``: every batch weighs the same),
+    except that only ``layers`` change and every other module keeps its mode (dropout stays off, a
+    BatchNorm frozen in eval mode keeps its statistics). Returns the number of batches used.
+    """
+    modes = {module: module.training for module in model.modules()}
+    momenta = {layer: layer.momentum for layer in layers}
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+    used = 0
+    try:
+        for images in inputs:
+            model(images)
+            used += 1
+    finally:
+        for layer, momentum in momenta.items():
+            layer.momentum = momentum
+        for module, training in modes.items():
+            module.training = training
+    return used
+
+
+class PreciseBatchNorm(Callback):
+    """Before each validation in ``fit``, recompute BatchNorm statistics on ``batches`` training batches.
+
+    * **Which batches**: the first ``batches`` of the datamodule's training loader (seeded: the same
+      images every time), *without* augmentation, i.e. as validation sees images: on MNIST that scored
+      as well as or better than augmented batches (README, "Short runs").
+    * **Which layers**: those that normalised training batches with batch statistics (training mode
+      during the last training step); a BatchNorm kept in eval mode, e.g. in a body frozen by
+      ``freeze_nonlinear_epoch``, keeps its statistics.
+    * **When**: at the first validation batch, hence after every ``on_validation_epoch_start`` hook, so
+      after :class:`~lightning.pytorch.callbacks.EMAWeightAveraging` has swapped in the averaged weights,
+      whatever the callback order: the statistics are those of the weights being validated. Not in the
+      sanity check, nor in ``trainer.validate``/``test`` (a checkpoint already holds its statistics).
+    * **What is saved**: the statistics stay in the model (with EMA: in the averaged model, which the
+      checkpoint saves), so a checkpoint written after validation holds exactly what was validated.
+    * The global random state is left as it was: training itself is the same with or without this callback.
+
+    Args:
+        batches: how many training batches to average over; at least 1 (``precise_bn_batches``, checked
+            by :mod:`digitcls.schema`).
+    """
+
+    def __init__(self, batches: int) -> None:
+        super().__init__()
+        self.batches = batches
+        self._layers: list[_BatchNorm] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # by validation time Lightning has put every module in eval mode: remember which ones train
+        self._layers = [m for m in pl_module.modules() if isinstance(m, _BatchNorm) and m.training]
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        first_batch = batch_idx == 0 and dataloader_idx == 0
+        if not first_batch or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not self._layers:
+            return
+        # the loader draws its workers' base seed from the global generator: give it a copy
+        with torch.random.fork_rng(devices=[]), trainer.precision_plugin.forward_context():
+            recompute_batchnorm_statistics(pl_module, self._layers, self._training_images(trainer))
+
+    def _training_images(self, trainer: pl.Trainer) -> Iterator[Tensor]:
+        """The first ``batches`` training batches' images on the model's device, not augmented.
+
+        A fresh loader from the datamodule, not ``trainer.train_dataloader``: with persistent workers a
+        second pass over that loader would restart the iterator training is using. Every process reads the
+        same batches (no distributed sampler), so all ranks compute the same statistics."""
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            raise ConfigError("precise_bn_batches: needs the training data from a LightningDataModule passed to fit.")
+        for batch in islice(datamodule.train_dataloader(), self.batches):
+            if batch is None:  # every image of the batch was unreadable (on_bad_image=skip)
+                continue
+            # the datamodule's transfer hooks augment only while the trainer trains: not here
+            images, _ = trainer.strategy.batch_to_device(batch)
+            yield images
