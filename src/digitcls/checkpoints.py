@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from digitcls.atomic import atomic_path
+from digitcls.atomic import atomic_path, writer
 from digitcls.errors import CheckpointError, friendly_errors
 
 CONVERT_COMMAND = "python -m digitcls.checkpoints"
@@ -122,11 +122,17 @@ def convert_trusted(source: str | Path, target: str | Path) -> Path:
     if source.resolve() == target.resolve():
         raise CheckpointError(f"write the converted checkpoint to a new file, not over {source}.")
     obj = torch.load(source, map_location="cpu", weights_only=False)  # the user vouched for this file
-    plain = to_plain(obj)
-    with atomic_path(target) as tmp:
-        torch.save(plain, tmp)
+    save_plain_checkpoint(to_plain(obj), target)
     read_checkpoint(target, "converted file")
     return target
+
+
+@writer
+def save_plain_checkpoint(checkpoint: Mapping[str, Any], target: str | Path) -> Path:
+    """``torch.save`` a checkpoint of plain values atomically (a reader never sees half a file)."""
+    with atomic_path(target) as tmp:
+        torch.save(checkpoint, tmp)
+    return Path(target)
 
 
 @friendly_errors

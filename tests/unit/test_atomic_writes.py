@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import digitcls
-from digitcls import atomic, export, notebook, predict
+from digitcls import atomic, checkpoints, export, notebook, predict
 from digitcls.atomic import atomic_path
 from digitcls.callbacks import checkpoint
 from digitcls.data import cache
@@ -64,6 +64,8 @@ CASES: dict[str, Callable[[Path], object]] = {
     "digitcls.export.export_onnx": lambda target: export.export_onnx(_tiny_classifier(), target),
     "digitcls.export.export_torchscript": lambda target: export.export_torchscript(_tiny_classifier(), target),
     "digitcls.reports.sweep.write_csv": lambda target: sweep.write_csv([], target),
+    "digitcls.checkpoints.save_plain_checkpoint": lambda target: checkpoints.save_plain_checkpoint(
+        {"state_dict": {"w": torch.zeros(1)}}, target),
     "digitcls.notebook.write_notebook": lambda target: notebook.write_notebook(nbformat.v4.new_notebook(), target),
 }
 
