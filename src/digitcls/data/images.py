@@ -28,10 +28,16 @@ def read_image(path: str | Path) -> np.ndarray:
         raise BadImageError(f"cannot read image file {path}: {error.strerror or error}.") from error
     if data.size == 0:
         raise BadImageError(f"image file {path} is empty (0 bytes): delete or replace it.")
+    return decode_image(data, path)
+
+
+def decode_image(data: np.ndarray, path: str | Path) -> np.ndarray:
+    """Decode an encoded image (the bytes of a file, as uint8) into H x W x 3 uint8 RGB like ``read_image``;
+    ``path`` only names the image in errors (a served request has no file)."""
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise BadImageError(f"image file {path} is corrupt or not a supported image: delete or replace it.")
-    return _to_rgb_uint8(image, path)
+    return _to_rgb_uint8(image, Path(path))
 
 
 def _to_rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
