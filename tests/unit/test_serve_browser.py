@@ -58,12 +58,21 @@ def page(served: Served) -> Iterator[sync_api.Page]:
         browser.close()
 
 
-def answers(page: sync_api.Page) -> int:
-    return int(page.evaluate("document.body.dataset.answers"))
+def sent(page: sync_api.Page) -> int:
+    return int(page.evaluate("document.body.dataset.sent"))
 
 
-def wait_for_answer(page: sync_api.Page, count: int) -> str:
-    page.wait_for_function(f"Number(document.body.dataset.answers) >= {count}", timeout=60_000)
+def settle(page: sync_api.Page, sent_before: int, new_requests: int) -> None:
+    """Wait until the page has sent ``new_requests`` more requests and every request it sent has finished:
+    then what it shows is the answer to the newest one."""
+    page.wait_for_function(
+        f"Number(document.body.dataset.sent) >= {sent_before + new_requests}"
+        " && document.body.dataset.done === document.body.dataset.sent",
+        timeout=120_000,
+    )
+
+
+def shown_label(page: sync_api.Page) -> str:
     assert page.inner_text("#error") == ""
     return page.inner_text("#label").strip()
 
@@ -95,9 +104,10 @@ def predict_labels(served: Served, folder: Path) -> dict[str, str]:
 def test_drawn_and_uploaded_digits_are_read_like_predict(page: sync_api.Page, served: Served, tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    before = answers(page)
+    before = sent(page)
     draw_seven(page)
-    drawn_label = wait_for_answer(page, before + 2)  # one answer per stroke
+    settle(page, before, 2)  # one request per stroke
+    drawn_label = shown_label(page)
     canvas_png = page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",", 1)[1]
     (images / "drawing.png").write_bytes(base64.b64decode(canvas_png))
     bars = page.locator("#chart .bar span")
@@ -113,9 +123,10 @@ def test_drawn_and_uploaded_digits_are_read_like_predict(page: sync_api.Page, se
 
     photo = images / "photo.png"  # a generated 28x28 digit, white on black, as in the test set
     cv2.imwrite(str(photo), draw_digits(np.array([3]), seed=21)[0])
-    before = answers(page)
+    before = sent(page)
     page.set_input_files("#file", str(photo))
-    uploaded_label = wait_for_answer(page, before + 1)
+    settle(page, before, 1)
+    uploaded_label = shown_label(page)
 
     expected = predict_labels(served, images)
     assert drawn_label == expected["drawing.png"]
@@ -125,8 +136,8 @@ def test_drawn_and_uploaded_digits_are_read_like_predict(page: sync_api.Page, se
 def test_a_bad_photo_shows_the_servers_message(page: sync_api.Page, tmp_path: Path) -> None:
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
-    before = answers(page)
+    before = sent(page)
     page.set_input_files("#file", str(notes))
-    page.wait_for_function(f"Number(document.body.dataset.answers) >= {before + 1}", timeout=60_000)
+    settle(page, before, 1)
     assert "notes.png is not a PNG, JPEG or BMP image" in page.inner_text("#error")
     assert page.inner_text("#label").strip() == "?"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import litserve as ls
 import torch
 from torch import Tensor
@@ -25,6 +27,8 @@ class DigitAPI(ls.LitAPI):
         self.predictor: Predictor | None = None
 
     def setup(self, device: str) -> None:
+        # Ctrl-C reaches every process of the terminal's group; the main process stops the workers itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_grad_enabled(False)
         self.predictor = load_predictor(self.model_path)
 
