@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
 import struct
 import subprocess
@@ -235,3 +236,37 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     assert check_pixel_limit(pixel_bomb(100, 100), 10_000, "ok.png") == (100, 100)  # the limit is inclusive
     with pytest.raises(BadImageError, match="not a PNG, JPEG or BMP"):
         check_pixel_limit(json.dumps({"a": 1}).encode(), 40_000_000, "data.json")
+
+
+@pytest.mark.parametrize("model_format", ["ckpt", "onnx"])
+def test_api_runs_a_checkpoint_or_its_onnx_export_batched_or_not(
+    model_format: str, digit_pngs: Path, tmp_path: Path
+) -> None:
+    """The LitAPI's own steps, in this process: a batch and a single input give predict's answers."""
+    from digitcls.model.module import load_classifier
+    from digitcls.serve.api import DigitAPI
+    from digitcls.serve.gate import Upload, encode_input, model_input
+
+    model_path = varied_checkpoint(tmp_path / "varied.ckpt")
+    if model_format == "onnx":
+        pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+        from digitcls.export import export_onnx
+
+        model_path = export_onnx(load_classifier(model_path), tmp_path / "varied.onnx")
+    predictions, _ = label_folder(load_predictor(model_path), digit_pngs)
+    api = DigitAPI(str(model_path), (32, 32), max_batch_size=8, batch_timeout=0.0)
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
+    api.setup("cpu")  # as in a worker process, which leaves Ctrl-C to the main process
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    inputs = [
+        api.decode_request(json.loads(encode_input(model_input(
+            Upload((digit_pngs / image_id).read_bytes(), image_id, "none"), (32, 32), 10**6))))
+        for image_id in predictions.image_id
+    ]  # fmt: skip
+    batched = [api.encode_response(p) for p in api.predict(api.batch(inputs))]
+    single = [api.encode_response(api.predict(x)) for x in inputs]
+    for row, one_of_batch, alone in zip(predictions.itertuples(), batched, single, strict=True):
+        for answer in (one_of_batch, alone):
+            assert answer["label"] == row.label
+            assert answer["confidence"] == pytest.approx(row.confidence, abs=1e-4)
