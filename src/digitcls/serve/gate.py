@@ -88,7 +88,7 @@ async def parse_upload(scope: Scope, body: bytes, receive: Receive) -> Upload:
         return await _parse_multipart(scope, body, receive)
     if content_type.startswith("application/json"):
         return _parse_json(body)
-    shown = content_type or "none"
+    shown = content_type[:100] or "none"
     raise RequestError(415, f"Content-Type {shown} is not supported; {USAGE}.")
 
 
