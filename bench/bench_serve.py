@@ -143,6 +143,7 @@ def main() -> None:
             try:
                 log(f"{name}: {args.requests} requests, {args.concurrency} concurrent, to {url}")
                 metrics[name] = {"server": overrides, **load(url, images, args.requests, args.concurrency)}
+                log(f"{name}: {metrics[name]}")  # shown at once: a long run's first half is not lost
             finally:
                 stop_server(process)
     metrics["batching_speedup"] = round(
