@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
     parser.add_argument("--model", type=Path, default=None, help="a .ckpt/.onnx (default: seeded untrained)")
     args = parser.parse_args()
+    # stopped by `timeout` or kill: run the finally blocks, which stop the server started last
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.requests, args.concurrency = 40, 4
     images = digit_pngs(100)
