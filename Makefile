@@ -7,7 +7,7 @@ MODEL ?=
 SWEEP ?= optim_grid
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train sweep evaluate predict export summarize test test-slow test-all bench bench-accuracy notebook lint format clean
+.PHONY: help install data train sweep evaluate predict export serve summarize test test-slow test-all bench bench-accuracy notebook lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ predict: ## label every image under test_path into pre.csv (MODEL=... default: n
 
 export: ## export a checkpoint to ONNX and TorchScript (MODEL=...)
 	$(PYTHON) -m digitcls.export $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
+
+serve: ## serve the model over HTTP + a drawing page at http://127.0.0.1:8000/ (MODEL=..., ARGS="port=8080")
+	$(PYTHON) -m digitcls.serve $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
 
 summarize: ## rebuild a sweep's summary.csv/.md and val-acc plot (SWEEP_DIR=multirun/<date>/<time>)
 	$(PYTHON) -m digitcls.summarize $(SWEEP_DIR)

@@ -29,7 +29,10 @@ README = REPO / "README.md"
 
 RUN_BY_CI = ("make install", "make test")
 # run by their own test, on tiny data: (command, test file, test function)
-RUN_ELSEWHERE = {"make notebook": ("test_notebook.py", "test_notebook_runs_top_to_bottom_on_tiny_data")}
+RUN_ELSEWHERE = {
+    "make notebook": ("test_notebook.py", "test_notebook_runs_top_to_bottom_on_tiny_data"),
+    "make serve": ("test_serve.py", "test_serve_command_starts_local_only_and_says_so"),  # runs until Ctrl-C
+}
 TRAIN_SMALL = TINY_TRAIN
 SWEEP_SMALL = [*TRAIN_SMALL, "try_to_train_items=32"]
 PREDICT_SMALL = ["num_workers=0", "batch_size=64"]

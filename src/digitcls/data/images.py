@@ -35,11 +35,22 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise BadImageError(f"cannot read image file {path}: {error.strerror or error}.") from error
+    return decode_image(data, path, max_pixels)
+
+
+class TooManyPixelsError(BadImageError):
+    """An image's header declares more pixels than ``max_image_pixels`` allows (e.g. a decompression bomb)."""
+
+
+def decode_image(data: np.ndarray, path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode an encoded image (a file's bytes, as uint8) into H x W x 3 uint8 RGB; ``path`` only names it
+    in errors (a served request has no file). The header's size is checked against ``max_pixels`` first."""
+    path = Path(path)
     if data.size == 0:
         raise BadImageError(f"image file {path} is empty (0 bytes): delete or replace it.")
     width, height = declared_size(data, path)
     if width * height > max_pixels:
-        raise BadImageError(
+        raise TooManyPixelsError(
             f"image file {path} declares {width} x {height} pixels, more than max_image_pixels={max_pixels} "
             "(a decompression bomb, or raise max_image_pixels if you trust it): not decoded."
         )
@@ -53,7 +64,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
         raise BadImageError(f"image file {path} could not be decoded by OpenCV ({detail}).") from None
 
 
-def declared_size(data: np.ndarray, path: Path) -> tuple[int, int]:
+def declared_size(data: np.ndarray, path: str | Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding a pixel: a PNG's IHDR read directly (the
     common case, ~1 µs), any other format's header parsed by Pillow (~90 µs)."""
     head = data[:24].tobytes()
@@ -64,7 +75,7 @@ def declared_size(data: np.ndarray, path: Path) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:  # lazy: parses the header only
             return image.size
     except Image.DecompressionBombError:  # Pillow's own, fixed limit, far above the default max_image_pixels
-        raise BadImageError(
+        raise TooManyPixelsError(
             f"image file {path} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels (Pillow's limit for "
             "reading a header): not decoded."
         ) from None

@@ -1,0 +1,1 @@
+"""Serving a trained model over HTTP (LitServe): ``python -m digitcls.serve`` / ``make serve``."""

@@ -1,0 +1,34 @@
+"""`make serve` / `python -m digitcls.serve`: the model over HTTP with LitServe, and a page to draw digits on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from digitcls.cli import run_task
+from digitcls.inference import load_predictor
+from digitcls.runs import newest_best_checkpoint
+from digitcls.serve.server import banner, build_server, check_port_free, check_serve_config
+
+
+def serve(cfg: DictConfig) -> None:
+    check_serve_config(cfg)
+    model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
+    # loaded here too, so a bad model_path is a message before any worker starts, and the request
+    # checks know the model's img_size
+    predictor = load_predictor(model_path)
+    check_port_free(cfg.host, cfg.port)
+    server = build_server(cfg, model_path, predictor)
+    print(banner(cfg, model_path), flush=True)
+    server.run(host=cfg.host, port=cfg.port, log_level=cfg.log_level, generate_client_file=False)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
+def main(cfg: DictConfig) -> None:
+    run_task(serve, cfg)
+
+
+if __name__ == "__main__":
+    main()
