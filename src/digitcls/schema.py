@@ -38,6 +38,10 @@ from digitcls.preprocess import PREPROCESSORS
 # MobileNetV3 downsamples 32x; below 16 px the last feature map is empty
 MIN_IMG_SIZE = 16
 EXPORT_FORMATS = ("onnx", "torchscript", "all")
+SERVE_HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # this machine only, every IPv4 interface, every interface
+MAX_SERVE_BATCH = 1024  # one batch is this many small images: bounded so memory per batch is bounded
+SERVE_REQUEST_TIMEOUT_S = 30.0
+SERVE_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 # --------------------------------------------------------------------------- types, one dataclass per command
@@ -126,8 +130,22 @@ class ExportConfig:
     opset: int = MISSING
 
 
+@dataclass
+class ServeConfig:
+    model_path: Optional[str] = MISSING  # noqa: UP045
+    host: str = MISSING
+    port: int = MISSING
+    workers: int = MISSING
+    max_batch_size: int = MISSING
+    batch_timeout: float = MISSING
+    max_request_bytes: int = MISSING
+    max_image_pixels: int = MISSING
+    log_level: str = MISSING
+
+
 SCHEMAS: dict[str, type] = {
     "train": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig,
+    "serve": ServeConfig,
 }
 
 
@@ -228,6 +246,15 @@ RULES: dict[str, Rule] = {
     "preprocess": Rule(" or ".join(PREPROCESSORS), _one_of(list(PREPROCESSORS)), "mnist"),
     "grid_size": Rule("a whole number >= 0 (0 = no picture)", _at_least(0), "32"),
     "format": Rule(" or ".join(EXPORT_FORMATS), _one_of(EXPORT_FORMATS), "onnx"),
+    "host": Rule("127.0.0.1 (this machine only), or 0.0.0.0 / :: to accept connections from other machines",
+                 _one_of(SERVE_HOSTS), "127.0.0.1"),
+    "port": Rule("a whole number from 1024 to 65535", _in(1024, 65535), "8000"),
+    "workers": Rule("a positive whole number", _at_least(1), "1"),
+    "max_batch_size": Rule(f"a whole number from 1 (no batching) to {MAX_SERVE_BATCH}", _in(1, MAX_SERVE_BATCH), "16"),
+    "batch_timeout": Rule(f"seconds from 0 to under {SERVE_REQUEST_TIMEOUT_S:g}",
+                          _in(0, SERVE_REQUEST_TIMEOUT_S, high_open=True), "0.005"),
+    "max_request_bytes": Rule("a positive whole number", _at_least(1), "10000000"),
+    "log_level": Rule(" or ".join(SERVE_LOG_LEVELS), _one_of(SERVE_LOG_LEVELS), "warning"),
     "opset": Rule("an ONNX opset number >= 7", _at_least(7), "18"),
 }
 

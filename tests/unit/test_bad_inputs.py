@@ -414,6 +414,15 @@ RULE_CASES: list[tuple[str, str, list[str]]] = [
     ("predict", "grid_size=-1", ["grid_size"]),
     ("export", "format=tflite", ["format", "onnx or torchscript or all"]),
     ("export", "opset=3", ["opset", ">= 7"]),
+    ("serve", "host=192.168.1.5", ["host", "'192.168.1.5'", "0.0.0.0"]),
+    ("serve", "port=80", ["port", "1024 to 65535"]),
+    ("serve", "workers=0", ["workers", "positive"]),
+    ("serve", "max_batch_size=0", ["max_batch_size", "1 (no batching) to 1024"]),
+    ("serve", "max_batch_size=5000", ["max_batch_size", "5000"]),
+    ("serve", "batch_timeout=-1", ["batch_timeout", "under 30"]),
+    ("serve", "max_request_bytes=0", ["max_request_bytes", "positive"]),
+    ("serve", "max_image_pixels=-5", ["max_image_pixels", "positive"]),
+    ("serve", "log_level=loud", ["log_level", "warning"]),
 ]
 
 

@@ -10,11 +10,12 @@ from omegaconf import DictConfig
 from digitcls.cli import run_task
 from digitcls.inference import load_predictor
 from digitcls.runs import newest_best_checkpoint
-from digitcls.serve.server import banner, build_server, check_port_free, check_serve_config
+from digitcls.schema import validated
+from digitcls.serve.server import banner, build_server, check_port_free
 
 
 def serve(cfg: DictConfig) -> None:
-    check_serve_config(cfg)
+    cfg = validated(cfg, "serve")
     model_path = Path(cfg.model_path) if cfg.model_path else newest_best_checkpoint()
     # loaded here too, so a bad model_path is a message before any worker starts, and the request
     # checks know the model's img_size

@@ -13,41 +13,12 @@ from starlette.responses import HTMLResponse
 
 from digitcls.errors import ConfigError
 from digitcls.inference import Predictor
+from digitcls.schema import SERVE_HOSTS, SERVE_REQUEST_TIMEOUT_S
 from digitcls.serve.api import DigitAPI
 from digitcls.serve.gate import Limits, PredictGate
 
-HOSTS = {"127.0.0.1": "this machine only", "0.0.0.0": "every IPv4 interface", "::": "every interface"}
-MAX_BATCH_SIZE = 1024  # one batch is this many small images: bounded so memory per batch is bounded
-REQUEST_TIMEOUT_S = 30.0
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+HOSTS = dict(zip(SERVE_HOSTS, ("this machine only", "every IPv4 interface", "every interface"), strict=True))
 PAGE = files("digitcls.serve") / "static" / "index.html"
-
-
-def check_serve_config(cfg: DictConfig) -> None:
-    """Every serve key checked before a process starts, each error naming the key and what is allowed."""
-    if cfg.host not in HOSTS:
-        raise ConfigError(
-            f"host: {cfg.host!r} is not allowed; use 127.0.0.1 (default, this machine only), or 0.0.0.0 / :: to "
-            "accept connections from other machines."
-        )
-    if not isinstance(cfg.port, int) or not 1024 <= cfg.port <= 65535:
-        raise ConfigError(f"port: must be an integer from 1024 to 65535, got {cfg.port!r}; e.g. port=8000.")
-    if not isinstance(cfg.workers, int) or cfg.workers < 1:
-        raise ConfigError(f"workers: must be a positive integer, got {cfg.workers!r}; e.g. workers=1.")
-    if not isinstance(cfg.max_batch_size, int) or not 1 <= cfg.max_batch_size <= MAX_BATCH_SIZE:
-        raise ConfigError(
-            f"max_batch_size: must be an integer from 1 (no batching) to {MAX_BATCH_SIZE}, got {cfg.max_batch_size!r}."
-        )
-    if not isinstance(cfg.batch_timeout, int | float) or not 0 <= cfg.batch_timeout < REQUEST_TIMEOUT_S:
-        raise ConfigError(
-            f"batch_timeout: must be seconds from 0 to under {REQUEST_TIMEOUT_S:g}, got {cfg.batch_timeout!r}; "
-            "e.g. batch_timeout=0.01."
-        )
-    if cfg.log_level not in LOG_LEVELS:
-        raise ConfigError(f"log_level: {cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}.")
-    for key in ("max_request_bytes", "max_image_pixels"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}: must be a positive integer, got {cfg[key]!r}.")
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -70,7 +41,7 @@ def build_server(cfg: DictConfig, model_path: Path, predictor: Predictor) -> ls.
         api,
         accelerator="cpu",
         workers_per_device=cfg.workers,
-        timeout=REQUEST_TIMEOUT_S,
+        timeout=SERVE_REQUEST_TIMEOUT_S,
         middlewares=[(PredictGate, {"img_size": predictor.img_size, "limits": limits})],
         model_metadata={"class_names": predictor.class_names, "img_size": list(predictor.img_size)},
     )
