@@ -18,7 +18,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,6 +29,7 @@ from digitcls.config import img_size_hw, trainer_precision, validate
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
 from digitcls.errors import ConfigError
+from digitcls.loggers import LogConfig, build_loggers, closing_runs
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
@@ -105,7 +105,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) 
     return L.Trainer(
         **trainer_kwargs,
         callbacks=callbacks,
-        logger=CSVLogger(save_dir=output_dir, name="", version=""),
+        logger=build_loggers(cfg, output_dir),
         default_root_dir=output_dir,
     )
 
@@ -149,14 +149,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # resuming keeps checkpoints beside the one resumed from, so the best-so-far state carries over
     checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
     checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)
-    trainer = build_trainer(cfg, output_dir, callbacks)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-
-    best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
-    test_metrics: dict[str, float] = {}
-    if cfg.test_path and best_path:
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
-        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+    trainer = build_trainer(cfg, output_dir, [*callbacks, LogConfig(cfg)])
+    with closing_runs(trainer.loggers):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
+        test_metrics: dict[str, float] = {}
+        if cfg.test_path and best_path:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+            test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)
     summary = {
