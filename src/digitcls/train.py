@@ -32,6 +32,7 @@ from digitcls.errors import ConfigError
 from digitcls.loggers import LogConfig, build_loggers, closing_runs
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
+from digitcls.progress import progress_bar
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
 
 log = logging.getLogger("digitcls")
@@ -95,6 +96,8 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
         callbacks.append(FreezeBackbone(unfreeze_at_epoch=cfg.freeze_nonlinear_epoch))
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(progress_bar())  # rich bars in a terminal, plain lines in logs
     return checkpoint, callbacks
 
 
