@@ -55,6 +55,9 @@ def test_unknown_logger_lists_the_choices(tmp_path: Path) -> None:
         compose(["logger=neptune"], tmp_path)
     assert "logger/neptune" in str(error.value)
     assert all(name in str(error.value) for name in ("csv", "mlflow", "tensorboard", "wandb"))
+    added_by_hand = compose(["+logger.neptune={project: x}"], tmp_path)  # past Hydra's check of the group
+    with pytest.raises(ConfigError, match=r"logger: unknown logger 'neptune'; valid: csv, tensorboard, mlflow, wandb"):
+        build_loggers(added_by_hand, tmp_path / "run")
 
 
 def test_missing_tracker_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
