@@ -3,7 +3,8 @@
 ``metrics.csv`` is digitcls's own record (the run summary, ``summarize`` and the notebook read it), so the
 CSV logger is always first; ``logger=tensorboard|mlflow|wandb`` (or a list) adds trackers. A single run is
 named after its output folder; in a sweep each job is one run named after its overrides
-(``hydra.job.override_dirname``), grouped by sweep: one MLflow experiment, one TensorBoard folder, one W&B group.
+(``hydra.job.override_dirname``), grouped by sweep: one MLflow experiment, one TensorBoard folder, one W&B
+group.
 Every tracker stays local and offline unless its config points elsewhere.
 """
 
@@ -45,7 +46,9 @@ class RunIdentity:
 def run_identity(output_dir: Path) -> RunIdentity:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra = HydraConfig.get()
-        return RunIdentity(output_dir, hydra.job.override_dirname or str(hydra.job.num), Path(hydra.sweep.dir))
+        return RunIdentity(
+            output_dir, hydra.job.override_dirname or str(hydra.job.num), Path(hydra.sweep.dir)
+        )
     return RunIdentity(output_dir, str(output_dir), None)
 
 
@@ -63,8 +66,9 @@ def _tensorboard(spec: dict[str, Any], run: RunIdentity) -> Logger:
     <sweep>/tensorboard` compares the jobs. The HParams view is written once, with the test metrics."""
     save_dir = spec.pop("save_dir", None) or run.sweep_dir or run.output_dir
     version = folder_name(run.name) if run.sweep_dir else ""
-    return TensorBoardLogger(save_dir=save_dir, name="tensorboard", version=version, default_hp_metric=False,
-                             **spec)
+    return TensorBoardLogger(
+        save_dir=save_dir, name="tensorboard", version=version, default_hp_metric=False, **spec
+    )
 
 
 def _mlflow(spec: dict[str, Any], run: RunIdentity) -> Logger:
@@ -73,7 +77,9 @@ def _mlflow(spec: dict[str, Any], run: RunIdentity) -> Logger:
     if uri.startswith(SQLITE_PREFIX):
         writable_folder(Path(uri.removeprefix(SQLITE_PREFIX)).parent, "logger.mlflow.tracking_uri")
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # a local store: nothing leaves the machine
-    experiment = spec.pop("experiment_name", None) or (str(run.sweep_dir) if run.sweep_dir else SINGLE_RUN_EXPERIMENT)
+    experiment = spec.pop("experiment_name", None) or (
+        str(run.sweep_dir) if run.sweep_dir else SINGLE_RUN_EXPERIMENT
+    )
     tags = {"output_dir": str(run.output_dir), **(spec.pop("tags", None) or {})}
     return MLFlowLogger(experiment_name=experiment, run_name=run.name, tracking_uri=uri, tags=tags, **spec)
 
@@ -95,18 +101,22 @@ TRACKERS: dict[str, tuple[str, Callable[[dict[str, Any], RunIdentity], Logger]]]
 
 
 def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
-    """The CSV logger (always, first: ``trainer.log_dir`` is the run folder) and each tracker ``logger`` names."""
-    chosen: dict[str, Any] = OmegaConf.to_container(cfg.get("logger") or {}, resolve=True)  # type: ignore[assignment]
-    loggers: list[Logger] = [CSVLogger(save_dir=output_dir, name="", version="", **(chosen.pop("csv", None) or {}))]
+    """The CSV logger (always, first: ``trainer.log_dir`` is the run folder), then each tracker ``logger`` names."""
+    chosen: dict[str, Any] = OmegaConf.to_container(cfg.get("logger") or {}, resolve=True)  # type: ignore
+    csv = chosen.pop("csv", None) or {}
+    loggers: list[Logger] = [CSVLogger(save_dir=output_dir, name="", version="", **csv)]
     run = run_identity(output_dir)
     for name, spec in chosen.items():
         if name not in TRACKERS:
-            raise ConfigError(f"logger: unknown logger {name!r}; valid: csv, {', '.join(TRACKERS)}; e.g. logger=[csv,tensorboard].")
+            raise ConfigError(
+                f"logger: unknown logger {name!r}; valid: csv, {', '.join(TRACKERS)}; "
+                "e.g. logger=[csv,tensorboard]."
+            )
         package, build = TRACKERS[name]
         if importlib.util.find_spec(package) is None:
             raise ConfigError(
                 f"logger={name} needs the {package} package, which is not installed: run `make install` "
-                "(or pip install -e \".[loggers]\")."
+                '(or pip install -e ".[loggers]").'
             )
         loggers.append(build(dict(spec or {}), run))
     return loggers

@@ -67,13 +67,16 @@ class PlainProgressBar(ProgressBar):
         spent = now - self._epoch_started
         where = f"batch {done}/{total}"
         if isinstance(total, int) and total > 0:
-            where += f" ({done / total:.0%}, {_duration(spent)} spent, {_duration(spent / done * (total - done))} left)"
+            left = spent / done * (total - done)
+            where += f" ({done / total:.0%}, {_duration(spent)} spent, {_duration(left)} left)"
         self.print(f"{self._epoch(trainer)}  {where}  {_metrics_text(self.get_metrics(trainer, pl_module))}")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val_", "train_"))}
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val_", "train_"))
+        }
         took = _duration(time.monotonic() - self._epoch_started)
         self.print(f"{self._epoch(trainer)} done in {took}  {_metrics_text(metrics)}")
 

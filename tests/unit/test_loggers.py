@@ -25,7 +25,12 @@ from digitcls.loggers import MAX_FOLDER_NAME, build_loggers, folder_name
 from tests.tiny import TINY_TRAIN, compose_train
 
 SEED_OF_JOB = {"0": 1, "1": 2}  # the swept key, and what each job folder gets
-SWEEP_ARGS = ["+experiment=mbv3", *TINY_TRAIN, "try_to_train_items=32", "logger=[csv,tensorboard,mlflow,wandb]"]
+SWEEP_ARGS = [
+    "+experiment=mbv3",
+    *TINY_TRAIN,
+    "try_to_train_items=32",
+    "logger=[csv,tensorboard,mlflow,wandb]",
+]
 
 
 def compose(overrides: list[str], tmp_path: Path):
@@ -39,10 +44,15 @@ def compose(overrides: list[str], tmp_path: Path):
         (["logger=csv"], [CSVLogger]),
         (["logger=tensorboard"], [CSVLogger, TensorBoardLogger]),  # the CSV logger is always written
         (["logger=[csv,tensorboard]"], [CSVLogger, TensorBoardLogger]),
-        (["logger=[tensorboard,csv]"], [CSVLogger, TensorBoardLogger]),  # CSV first: trainer.log_dir is the run
+        (
+            ["logger=[tensorboard,csv]"],
+            [CSVLogger, TensorBoardLogger],
+        ),  # CSV first: trainer.log_dir is the run
     ],
 )
-def test_logger_choice_builds_csv_first_plus_trackers(choice: list[str], expected: list[type], tmp_path: Path) -> None:
+def test_logger_choice_builds_csv_first_plus_trackers(
+    choice: list[str], expected: list[type], tmp_path: Path
+) -> None:
     built = build_loggers(compose(choice, tmp_path), tmp_path / "run")
     assert [type(logger) for logger in built] == expected
     assert Path(built[0].log_dir) == tmp_path / "run"
@@ -56,14 +66,18 @@ def test_unknown_logger_lists_the_choices(tmp_path: Path) -> None:
     assert "logger/neptune" in str(error.value)
     assert all(name in str(error.value) for name in ("csv", "mlflow", "tensorboard", "wandb"))
     added_by_hand = compose(["+logger.neptune={project: x}"], tmp_path)  # past Hydra's check of the group
-    with pytest.raises(ConfigError, match=r"logger: unknown logger 'neptune'; valid: csv, tensorboard, mlflow, wandb"):
+    with pytest.raises(
+        ConfigError, match=r"logger: unknown logger 'neptune'; valid: csv, tensorboard, mlflow, wandb"
+    ):
         build_loggers(added_by_hand, tmp_path / "run")
 
 
 def test_missing_tracker_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # every tracker is installed here; a package name that does not exist stands in for a missing one
     monkeypatch.setitem(loggers_module.TRACKERS, "wandb", ("wandb_not_installed", loggers_module._wandb))
-    with pytest.raises(ConfigError, match=r"logger=wandb needs the wandb_not_installed package.*make install"):
+    with pytest.raises(
+        ConfigError, match=r"logger=wandb needs the wandb_not_installed package.*make install"
+    ):
         build_loggers(compose(["logger=wandb"], tmp_path), tmp_path / "run")
 
 
@@ -118,7 +132,9 @@ def wandb_run(folder: Path) -> dict:
         elif kind == "config":
             updates = record.config.update
         elif kind == "summary":
-            run["summary"].update({"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in record.summary.update})
+            run["summary"].update(
+                {"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in record.summary.update}
+            )
             continue
         else:
             continue
@@ -166,7 +182,9 @@ def test_sweep_jobs_reach_every_tracker_named_and_grouped(in_process_sweep: Path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    assert sorted(p.name for p in (sweep / "tensorboard").iterdir()) == sorted(folder_name(n) for n in names.values())
+    assert sorted(p.name for p in (sweep / "tensorboard").iterdir()) == sorted(
+        folder_name(n) for n in names.values()
+    )
     for job, name in names.items():
         events = EventAccumulator(str(sweep / "tensorboard" / folder_name(name)))
         events.Reload()

@@ -33,7 +33,9 @@ def test_a_terminal_gets_rich_bars_and_a_pipe_plain_lines() -> None:
 
 
 @pytest.mark.parametrize(("enabled", "expected"), [("true", [PlainProgressBar]), ("false", [])])
-def test_training_callbacks_follow_enable_progress_bar(enabled: str, expected: list[type], tmp_path: Path) -> None:
+def test_training_callbacks_follow_enable_progress_bar(
+    enabled: str, expected: list[type], tmp_path: Path
+) -> None:
     cfg = compose_train([*TINY_TRAIN, f"trainer.enable_progress_bar={enabled}", f"output_dir={tmp_path}"])
     _, callbacks = build_callbacks(cfg, tmp_path)  # pytest captures stdout: not a terminal
     assert [type(c) for c in callbacks if type(c) in (PlainProgressBar, RichProgressBar)] == expected
@@ -60,12 +62,17 @@ def test_plain_lines_give_position_time_left_and_epoch_metrics(tmp_path: Path) -
     assert len(batch_lines) == 8  # every_s=0: a line per batch, 4 batches x 2 epochs
     assert re.match(r"epoch 1/2  batch 3/4 \(75%, \d+:\d\d:\d\d spent, \d+:\d\d:\d\d left\)", batch_lines[2])
     epoch_lines = [line for line in lines if " done in " in line]
-    assert len(epoch_lines) == 2 and epoch_lines[1].startswith("epoch 2/2 done in") and "val_acc 0.5" in epoch_lines[1]
+    assert (
+        len(epoch_lines) == 2
+        and epoch_lines[1].startswith("epoch 2/2 done in")
+        and "val_acc 0.5" in epoch_lines[1]
+    )
     assert all("\r" not in line and "\x1b" not in line for line in lines)  # no redraws, no colour codes
 
 
-def test_prepare_and_predict_report_progress(tiny_idx_dir: Path, tmp_path: Path, untrained_checkpoint: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_and_predict_report_progress(
+    tiny_idx_dir: Path, tmp_path: Path, untrained_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     prepare_dataset(tiny_idx_dir, tmp_path / "data", val_size=50)
     out = capsys.readouterr().out
     assert all(re.search(rf"writing {split}\s.*100%", out) for split in ("train", "val", "test")), out
