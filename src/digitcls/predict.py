@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from natsort import natsort_keygen
 from omegaconf import DictConfig
+from rich.progress import track
 from torch.utils.data import DataLoader
 
 from digitcls.atomic import atomic_path, writer
@@ -63,7 +64,7 @@ def label_folder(
     labels: list[str] = []
     confidences: list[float] = []
     errors: list[tuple[str, str]] = []
-    for batch in loader:
+    for batch in track(loader, description="labelling", total=len(loader)):
         errors.extend((bad.path, bad.reason) for bad in batch.errors)
         if not batch.paths:
             continue

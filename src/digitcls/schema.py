@@ -93,6 +93,7 @@ class TrainConfig:
     deterministic: Any = MISSING  # true, false or "warn": Lightning's own check
     output_dir: str = MISSING
     trainer: dict[str, Any] = field(default_factory=dict)  # Lightning's Trainer checks its own arguments
+    logger: dict[str, Any] = field(default_factory=dict)  # the logger= group: each logger checks its own options
 
 
 @dataclass

@@ -17,7 +17,6 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,8 +32,10 @@ from digitcls.data.prepare import ensure_prepared
 from digitcls.data.transforms import parse_img_size
 from digitcls.errors import ConfigError
 from digitcls.inputs import check_checkpoint_classes, check_train_inputs
+from digitcls.loggers import LogConfig, build_loggers, closing_runs
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
+from digitcls.progress import progress_bar
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
 from digitcls.schema import validated
 
@@ -103,6 +104,8 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
     if cfg.precise_bn_batches > 0:
         callbacks.append(PreciseBatchNorm(cfg.precise_bn_batches))
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(progress_bar())  # rich bars in a terminal, plain lines in logs
     return checkpoint, callbacks
 
 
@@ -113,7 +116,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) 
     return L.Trainer(
         **trainer_kwargs,
         callbacks=callbacks,
-        logger=CSVLogger(save_dir=output_dir, name="", version=""),
+        logger=build_loggers(cfg, output_dir),
         default_root_dir=output_dir,
     )
 
@@ -159,15 +162,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # resuming keeps checkpoints beside the one resumed from, so the best-so-far state carries over
     checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
     checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)
-    trainer = build_trainer(cfg, output_dir, callbacks)
-    # weights_only=True: checkpoints hold tensors and plain values only (digitcls.checkpoints)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-
-    best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
-    test_metrics: dict[str, float] = {}
-    if cfg.test_path and best_path:
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)
-        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+    trainer = build_trainer(cfg, output_dir, [*callbacks, LogConfig(cfg)])
+    with closing_runs(trainer.loggers):
+        # weights_only=True: checkpoints hold tensors and plain values only (digitcls.checkpoints)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
+        test_metrics: dict[str, float] = {}
+        if cfg.test_path and best_path:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)
+            test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)
     summary = {

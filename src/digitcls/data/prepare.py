@@ -36,6 +36,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rich.progress import track
 
 from digitcls import atomic
 from digitcls.errors import ConfigError, DataError, friendly_errors
@@ -259,7 +260,8 @@ def write_split(
     ]
     chunks: Iterator[list[tuple[str, np.ndarray]]] = (jobs[s : s + CHUNK] for s in range(0, len(jobs), CHUNK))
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for _ in pool.map(_write_chunk, chunks):  # re-raises the first error
+        written = pool.map(_write_chunk, chunks)  # re-raises the first error
+        for _ in track(written, description=f"writing {split_dir.name:5}", total=-(-len(jobs) // CHUNK)):
             pass
     values, counts = np.unique(names, return_counts=True)
     return {str(v): int(c) for v, c in zip(values, counts, strict=True)}

@@ -1,0 +1,90 @@
+"""Training progress a person can read: Lightning's RichProgressBar (bars with time left) in a terminal,
+and plain, periodic lines where output is not a terminal (CI logs, sweep job logs, `| tee`), where a
+redrawn bar turns into noise or into nothing at all."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+from typing import Any, TextIO
+
+import lightning as L
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+PLAIN_EVERY_S = 30.0
+
+
+def progress_bar(stream: TextIO | None = None) -> ProgressBar:
+    """RichProgressBar when ``stream`` (default stdout) is a terminal, else PlainProgressBar."""
+    return RichProgressBar() if (stream or sys.stdout).isatty() else PlainProgressBar(stream=stream)
+
+
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+
+
+class PlainProgressBar(ProgressBar):
+    """One line every ``every_s`` seconds while training (epoch, batch, percent, time spent and left, the
+    progress-bar metrics), and one line per finished epoch with its validation metrics."""
+
+    def __init__(self, every_s: float = PLAIN_EVERY_S, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.stream = stream  # None: sys.stdout at print time (a stream does not pickle for ddp_spawn)
+        self._enabled = True
+        self._epoch_started = 0.0
+        self._last_line = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self._enabled:
+            print(*args, file=self.stream or sys.stdout, flush=True, **kwargs)
+
+    def _epoch(self, trainer: L.Trainer) -> str:
+        return f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_started = self._last_line = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.monotonic()
+        if now - self._last_line < self.every_s:
+            return
+        self._last_line = now
+        done, total = batch_idx + 1, self.total_train_batches
+        spent = now - self._epoch_started
+        where = f"batch {done}/{total}"
+        if isinstance(total, int) and total > 0:
+            left = spent / done * (total - done)
+            where += f" ({done / total:.0%}, {_duration(spent)} spent, {_duration(left)} left)"
+        self.print(f"{self._epoch(trainer)}  {where}  {_metrics_text(self.get_metrics(trainer, pl_module))}")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val_", "train_"))
+        }
+        took = _duration(time.monotonic() - self._epoch_started)
+        self.print(f"{self._epoch(trainer)} done in {took}  {_metrics_text(metrics)}")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        self.print(f"test  {_metrics_text(metrics)}")
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the CSV logger's version: always empty here
+        return metrics
