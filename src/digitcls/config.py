@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from omegaconf import DictConfig, ListConfig
 
 from digitcls.errors import ConfigError
@@ -55,9 +54,3 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"on_bad_image: must be skip or error, got {cfg.on_bad_image!r}.")
     parse_scheduler(str(cfg.scheduler))
 
-
-def trainer_precision(requested: str | int | None) -> str | int:
-    """Mixed precision on GPU by default, fp32 on CPU; an explicit value always wins."""
-    if requested is not None:
-        return requested
-    return "16-mixed" if torch.cuda.is_available() else "32-true"

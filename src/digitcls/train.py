@@ -7,7 +7,6 @@ Thin by design: compose the config, build the pieces, run them. ``train(cfg)`` r
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,20 +14,18 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
 from digitcls.cli import run_task
-from digitcls.config import img_size_hw, trainer_precision, validate
+from digitcls.config import img_size_hw, validate
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
+from digitcls.devices import plan_for_this_machine
 from digitcls.errors import ConfigError
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
@@ -100,26 +97,20 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
 
 def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) -> L.Trainer:
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-    trainer_kwargs["precision"] = trainer_precision(trainer_kwargs.get("precision"))
-    trainer_kwargs["strategy"] = sweep_safe_strategy(trainer_kwargs.get("strategy", "auto"))
+    plan = plan_for_this_machine(trainer_kwargs)
+    if plan.note:
+        log.warning(plan.note)
+    trainer_kwargs.update(
+        accelerator=plan.accelerator, devices=plan.devices, strategy=plan.strategy, precision=plan.precision
+    )
+    # the DataModule shards every split itself: val/test unpadded, training in a (seed, epoch) order
+    trainer_kwargs["use_distributed_sampler"] = False
     return L.Trainer(
         **trainer_kwargs,
         callbacks=callbacks,
         logger=CSVLogger(save_dir=output_dir, name="", version=""),
         default_root_dir=output_dir,
     )
-
-
-def sweep_safe_strategy(strategy: Any) -> Any:
-    """Lightning's ``ddp`` starts the other ranks by re-running the command line: in a local multirun that
-    is the whole sweep, in every rank. ``ddp_spawn`` starts them without it. Ranks started by a cluster
-    (SLURM tasks, torchrun) re-run nothing and keep ``ddp``."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    by_cluster = SLURMEnvironment.detect() or TorchElasticEnvironment.detect() or "LOCAL_RANK" in os.environ
-    if strategy == "ddp" and multirun and not by_cluster:
-        log.warning("trainer.strategy=ddp in a multirun: using ddp_spawn, as ddp would re-run the sweep in each rank")
-        return "ddp_spawn"
-    return strategy
 
 
 def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tuple[float | None, int]:
