@@ -78,6 +78,8 @@ class ResumableLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
+        if self.position["epoch"] != self.order.epoch:  # the next epoch is set but has not started
+            return {"epoch": self.order.epoch, "batches_done": self.order.skip // self.images_per_batch}
         return dict(self.position)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
