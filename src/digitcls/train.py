@@ -141,7 +141,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint_dir = resume_from.parent if resume_from else output_dir / "checkpoints"
     checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)
     trainer = build_trainer(cfg, output_dir, callbacks)
+    fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    fit_seconds = time.perf_counter() - fit_started
 
     best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
     test_metrics: dict[str, float] = {}
@@ -150,6 +152,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)
+    # training images per second of fit, validation included (a resumed fit ran only part of its epochs)
+    fit_rate = None if resume_from else round(len(datamodule.train_dataset) * epochs_run / fit_seconds, 1)
     summary = {
         "best_val_acc": best_score,
         "best_checkpoint": str(Path(best_path).resolve()) if best_path else None,
@@ -161,6 +165,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "class_names": datamodule.class_names,
         "wall_time_s": round(time.perf_counter() - started, 2),
         "interrupted": trainer.interrupted,
+        "precision": str(trainer.precision),
+        "fit_images_per_s": fit_rate,
     }
     if trainer.is_global_zero:
         write_summary(output_dir, summary)
