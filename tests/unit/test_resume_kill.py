@@ -58,7 +58,7 @@ class Started:
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.process = subprocess.Popen(args, stdout=out, stderr=err, env=cli_env(), start_new_session=True)
 
-    def wait_for(self, path: Path, timeout: float = 300) -> None:
+    def wait_for(self, path: Path, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout
         while not path.is_file():
             if self.process.poll() is not None:
@@ -72,7 +72,7 @@ class Started:
     def signal(self, signum: int) -> None:
         os.killpg(self.process.pid, signum)
 
-    def finish(self, timeout: float = 300) -> int:
+    def finish(self, timeout: float = 900) -> int:
         return self.process.wait(timeout=timeout)
 
     def output(self) -> str:
