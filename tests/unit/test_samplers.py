@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from digitcls.data.cache import TensorSplit
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.samplers import EpochShuffle, Shard
+from digitcls.errors import DataError
 
 
 class Numbered(Dataset):
@@ -47,7 +48,7 @@ def labels_seen(loader) -> list[int]:
 
 
 @pytest.mark.parametrize("path", ["in-memory", "per-file"])
-@pytest.mark.parametrize(("size", "batch_size", "world"), [(10, 3, 2), (101, 8, 4), (7, 16, 3), (50, 7, 8), (1, 4, 1)])
+@pytest.mark.parametrize(("size", "batch_size", "world"), [(10, 3, 2), (101, 8, 4), (7, 16, 3), (50, 7, 8), (1, 4, 1), (4, 4, 4)])
 def test_evaluation_shards_count_every_image_once(
     path: str, size: int, batch_size: int, world: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,6 +62,13 @@ def test_evaluation_shards_count_every_image_once(
         assert len(loader) == -(-len(shard) // batch_size)
         seen.update(shard)
     assert seen == Counter(range(size))  # each index exactly once across ranks
+
+
+def test_fewer_evaluation_images_than_processes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    dm = datamodule(batch_size=4, rank=0, world=4, monkeypatch=monkeypatch)
+    dm.val_dataset = numbered_split(3, "per-file")
+    with pytest.raises(DataError, match="an evaluation set of 3 images cannot be shared by 4 processes"):
+        dm.val_dataloader()
 
 
 def test_shard_is_strided_and_sized() -> None:

@@ -270,7 +270,13 @@ class DigitDataModule(L.LightningDataModule):
     def _evaluation_loader(self, dataset: ImageFolderDataset | TensorSplit | None) -> DataLoader:
         """Each process scores its own shard, unpadded: synced metrics count every image exactly once."""
         assert dataset is not None
-        shard = Shard(len(dataset), *self._rank_and_world())
+        rank, world = self._rank_and_world()
+        if len(dataset) < world:  # a rank without images would never join the metrics' sync
+            raise DataError(
+                f"an evaluation set of {len(dataset)} images cannot be shared by {world} processes: give it at "
+                "least one image per process, or evaluate on one process (trainer.devices=1)."
+            )
+        shard = Shard(len(dataset), rank, world)
         if isinstance(dataset, TensorSplit):
             return DataLoader(dataset, **self._batched(shard))
         return DataLoader(dataset, sampler=shard, **self._per_file(collate_labelled))
