@@ -31,13 +31,18 @@ class ScriptedValAcc(L.LightningModule):
 
 
 class FilesAfterEachEpoch(L.Callback):
-    """The checkpoint files on disk at the end of every epoch (after the checkpoint callback saved)."""
+    """The checkpoint files on disk after every epoch: read when the next epoch starts and when fit ends,
+    since Lightning runs checkpoint callbacks after all others in the same hook."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.seen: list[set[str]] = []
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:
+            self.seen.append(files(self.folder))
+
+    def on_fit_end(self, trainer, pl_module) -> None:
         self.seen.append(files(self.folder))
 
 
