@@ -143,7 +143,7 @@ def single_process_evaluate(checkpoint: Path, folder: Path, run: Path) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "digitcls.evaluate", f"model_path={checkpoint}", f"eval_path={folder}",
          "num_workers=0", f"hydra.run.dir={run}"],
-        cwd=run.parent, env=cli_env(), capture_output=True, text=True, timeout=300,
+        cwd=run.parent, env=cli_env(), capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run / "metrics.json").read_text())
@@ -160,7 +160,7 @@ def test_ddp_test_acc_equals_single_process_evaluate_on_an_uneven_folder(
     result = run_train(
         [*TINY, *DDP_CPU, *data_paths(tiny_folders), f"data_cache={data_cache}", "try_to_train_items=40",
          f"test_path={folder}", f"hydra.run.dir={run}"],
-        cwd=tmp_path,
+        cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
