@@ -120,3 +120,17 @@ def test_a_restored_training_loader_continues_the_same_order(
         assert resumed.state_dict() == {"epoch": 3, "batches_done": 5}
     else:
         assert rest == epoch_4  # an end-of-epoch checkpoint resumes with the next epoch's order
+
+
+def test_random_states_survive_a_weights_only_checkpoint_load(tmp_path) -> None:
+    """What Lightning does with DataModule.state_dict on resume (and trainer.test(ckpt_path=...)): torch.load
+    with weights_only=True, then load_state_dict; the next random draws are those the saving run made."""
+    import random
+
+    import numpy as np
+
+    dm = DigitDataModule(None, None, None, img_size=16)
+    torch.save({"DigitDataModule": dm.state_dict()}, tmp_path / "x.ckpt")
+    expected = (torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)])
+    dm.load_state_dict(torch.load(tmp_path / "x.ckpt", weights_only=True)["DigitDataModule"])
+    assert (torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]) == expected

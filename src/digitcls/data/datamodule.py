@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
@@ -334,11 +333,21 @@ class DigitDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ checkpointed state
 
     def state_dict(self) -> dict[str, Any]:
-        """The global random state (augmentation and dropout draw from it), saved in every checkpoint so a
-        resumed run draws what the uninterrupted run would have. CUDA's is left out: it would tie a
-        checkpoint to one GPU count, and GPU kernels are not bit-exact anyway."""
-        return {"rng_states": _collect_rng_states(include_cuda=False)}
+        """The global random states (augmentation and dropout draw from torch's), saved in every checkpoint so
+        a resumed run draws what the uninterrupted run would have. Plain lists and tensors only, so Lightning's
+        ``weights_only`` loading accepts them. CUDA's is left out: it would tie a checkpoint to one GPU count,
+        and GPU kernels are not bit-exact anyway."""
+        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        return {
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
+            "python_rng": list(random.getstate()),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "rng_states" in state_dict:
-            _set_rng_states(state_dict["rng_states"])
+        if "torch_rng" in state_dict:
+            torch.set_rng_state(state_dict["torch_rng"])
+            kind, keys, position, has_gauss, cached_gaussian = state_dict["numpy_rng"]
+            np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+            version, internal, gauss_next = state_dict["python_rng"]
+            random.setstate((version, tuple(internal), gauss_next))
