@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
 
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
@@ -290,7 +290,10 @@ class DigitDataModule(L.LightningDataModule):
         # a generator of its own: creating an iterator then draws nothing from the global RNG (exact resume)
         return {
             "batch_size": None,
-            "sampler": EpochBatches(order, self.batch_size, drop_last=False),
+            # the training order's batches pass Lightning's set_epoch on; evaluation shards have no epochs
+            "sampler": (EpochBatches if isinstance(order, EpochShuffle) else BatchSampler)(
+                order, self.batch_size, drop_last=False
+            ),
             "generator": torch.Generator().manual_seed(self.seed),
         }
 
