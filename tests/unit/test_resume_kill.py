@@ -199,7 +199,7 @@ def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes(
     (best_before,) = best_files(run)
     score_before = float(checkpoint_state(saved)["best_model_score"])
 
-    assert saved["loops"]["fit_loop"]["combined_loader"] == [
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": saved["epoch"], "batches_done": progress["processed"]}
     ]  # the training loader's position: resume continues at the next batch of the same order
 
