@@ -87,7 +87,11 @@ def tiny_idx_dir(tmp_path: Path, tiny_idx_arrays: dict[str, np.ndarray]) -> Path
 @pytest.fixture
 def tiny_folders(tmp_path: Path) -> Path:
     """A prepared dataset: ``<root>/{train,val,test}/<digit>/<n>.png`` with 200 / 50 / 50 28x28 grayscale PNGs."""
-    root = tmp_path / "tiny_folders"
+    return write_tiny_folders(tmp_path / "tiny_folders")
+
+
+def write_tiny_folders(root: Path) -> Path:
+    """``tiny_folders``' content under ``root`` (the same images every time), for fixtures of wider scope."""
     for split, per_class, seed in (("train", 20, 11), ("val", 5, 12), ("test", 5, 13)):
         labels = balanced_labels(per_class, seed=seed)
         for n, (image, label) in enumerate(zip(draw_digits(labels, seed=seed + 100), labels, strict=True)):

@@ -7,17 +7,13 @@ Thin by design: compose the config, build the pieces, run them. ``train(cfg)`` r
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
-from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
@@ -26,10 +22,10 @@ from digitcls.callbacks.interrupt import InterruptCheckpoint
 from digitcls.callbacks.precise_bn import PreciseBatchNorm
 from digitcls.checkpoints import read_checkpoint
 from digitcls.cli import run_task
-from digitcls.config import trainer_precision
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
 from digitcls.data.transforms import parse_img_size
+from digitcls.devices import plan_for_this_machine
 from digitcls.errors import ConfigError
 from digitcls.inputs import check_checkpoint_classes, check_train_inputs
 from digitcls.loggers import LogConfig, build_loggers, closing_runs
@@ -111,26 +107,20 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
 
 def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) -> L.Trainer:
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-    trainer_kwargs["precision"] = trainer_precision(trainer_kwargs.get("precision"))
-    trainer_kwargs["strategy"] = sweep_safe_strategy(trainer_kwargs.get("strategy", "auto"))
+    plan = plan_for_this_machine(trainer_kwargs)
+    if plan.note:
+        log.warning(plan.note)
+    trainer_kwargs.update(
+        accelerator=plan.accelerator, devices=plan.devices, strategy=plan.strategy, precision=plan.precision
+    )
+    # the DataModule shards every split itself: val/test unpadded, training in a (seed, epoch) order
+    trainer_kwargs["use_distributed_sampler"] = False
     return L.Trainer(
         **trainer_kwargs,
         callbacks=callbacks,
         logger=build_loggers(cfg, output_dir),
         default_root_dir=output_dir,
     )
-
-
-def sweep_safe_strategy(strategy: Any) -> Any:
-    """Lightning's ``ddp`` starts the other ranks by re-running the command line: in a local multirun that
-    is the whole sweep, in every rank. ``ddp_spawn`` starts them without it. Ranks started by a cluster
-    (SLURM tasks, torchrun) re-run nothing and keep ``ddp``."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    by_cluster = SLURMEnvironment.detect() or TorchElasticEnvironment.detect() or "LOCAL_RANK" in os.environ
-    if strategy == "ddp" and multirun and not by_cluster:
-        log.warning("trainer.strategy=ddp in a multirun: using ddp_spawn, as ddp would re-run the sweep in each rank")
-        return "ddp_spawn"
-    return strategy
 
 
 def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tuple[float | None, int]:
@@ -164,8 +154,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint, callbacks = build_callbacks(cfg, checkpoint_dir)
     trainer = build_trainer(cfg, output_dir, [*callbacks, LogConfig(cfg)])
     with closing_runs(trainer.loggers):
+        fit_started = time.perf_counter()
         # weights_only=True: checkpoints hold tensors and plain values only (digitcls.checkpoints)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        fit_seconds = time.perf_counter() - fit_started
         best_path = cfg.model_path or checkpoint.best_model_path or checkpoint.last_model_path
         test_metrics: dict[str, float] = {}
         if cfg.test_path and best_path:
@@ -173,6 +165,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)
+    # training images per second of fit, validation included (a resumed fit ran only part of its epochs)
+    fit_rate = None if resume_from else round(len(datamodule.train_dataset) * epochs_run / fit_seconds, 1)
     summary = {
         "best_val_acc": best_score,
         "best_checkpoint": str(Path(best_path).resolve()) if best_path else None,
@@ -184,6 +178,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "class_names": datamodule.class_names,
         "wall_time_s": round(time.perf_counter() - started, 2),
         "interrupted": trainer.interrupted,
+        "precision": str(trainer.precision),
+        "fit_images_per_s": fit_rate,
     }
     if trainer.is_global_zero:
         write_summary(output_dir, summary)

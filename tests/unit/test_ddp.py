@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +16,7 @@ import torch
 
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.model.module import load_classifier
+from tests.tiny import cli_env
 from tests.unit.test_sweep_e2e import data_paths, run_train
 
 pytestmark = pytest.mark.slow
@@ -123,3 +126,44 @@ def test_multirun_with_ddp_spawn_runs_each_job_once(tiny_folders: Path, tmp_path
     assert [row["status"] for row in rows] == ["ok", "ok"]
     for row in rows:
         assert row["best_val_acc"] and row["test_acc"] and row["epochs_run"] == "1", row
+
+
+def uneven_test_folder(root: Path, out: Path, size: int = 23) -> Path:
+    """The first ``size`` test images: 23 divides by neither the batch (8) nor the world size (2)."""
+    images = sorted((root / "test").rglob("*.png"))[:size]
+    for image in images:
+        target = out / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, target)
+    return out
+
+
+def single_process_evaluate(checkpoint: Path, folder: Path, run: Path) -> dict:
+    """`python -m digitcls.evaluate` (one process, no sharding) on the same checkpoint and folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "digitcls.evaluate", f"model_path={checkpoint}", f"eval_path={folder}",
+         "num_workers=0", f"hydra.run.dir={run}"],
+        cwd=run.parent, env=cli_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("data_cache", ["false", "true"])
+def test_ddp_test_acc_equals_single_process_evaluate_on_an_uneven_folder(
+    data_cache: str, tiny_folders: Path, tmp_path: Path
+) -> None:
+    """2 gloo processes, 23 test images in batches of 8, in memory (TensorSplit) or per file: unpadded shards
+    of 12 and 11 images, so DDP test_acc is exactly the one-process accuracy (a padded sampler scores 24)."""
+    folder = uneven_test_folder(tiny_folders, tmp_path / "uneven")
+    run = tmp_path / "ddp"
+    result = run_train(
+        [*TINY, *DDP_CPU, *data_paths(tiny_folders), f"data_cache={data_cache}", "try_to_train_items=40",
+         f"test_path={folder}", f"hydra.run.dir={run}"],
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    reference = single_process_evaluate(Path(summary["best_checkpoint"]), folder, tmp_path / "eval")
+    assert reference["n_images"] == 23
+    assert summary["test_acc"] == pytest.approx(reference["accuracy"], abs=1e-9)

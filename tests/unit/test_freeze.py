@@ -42,10 +42,10 @@ class TinyClassifier(L.LightningModule):
         optimizer = build_optimizer(
             "AdamW", filter(lambda p: p.requires_grad, self.parameters()), lr=1e-2, weight_decay=1e-4
         )
-        config = build_scheduler(
+        configs = build_scheduler(
             self.scheduler, optimizer, warmup_epoch=self.warmup_epoch, epochs=3, steps_per_epoch=2
         )
-        return optimizer if config is None else {"optimizer": optimizer, "lr_scheduler": config}
+        return ([optimizer], configs) if configs else optimizer
 
 
 class Recorder(Callback):

@@ -8,10 +8,11 @@ from torch import nn
 from torch.optim.lr_scheduler import LinearLR, OneCycleLR, ReduceLROnPlateau, SequentialLR, StepLR
 
 from digitcls.errors import ConfigError
+from digitcls.model.module import DigitClassifier
 from digitcls.model.optim import (
     SCHEDULER_FORMS,
+    PlateauAfterWarmup,
     SchedulerSpec,
-    WarmupThenPlateau,
     adopt_new_param_groups,
     build_optimizer,
     build_scheduler,
@@ -128,19 +129,26 @@ def test_parse_invalid(text: object, reason: str | None) -> None:
 # ------------------------------------------------------------------------------------- schedulers
 
 
-def lr_curve(spec: str, *, warmup: int = 0, epochs: int = 10, metric: float = 0.5) -> list[float]:
-    """lr of each epoch, stepping the scheduler the way Lightning does once per epoch."""
+def step_like_lightning(configs: list[dict], interval: str, metric: float = 0.5) -> None:
+    """Step the schedulers of one interval the way Lightning does (the plateau gets the monitored value)."""
+    for config in configs:
+        if config["interval"] == interval:
+            config["scheduler"].step(metric) if "monitor" in config else config["scheduler"].step()
+
+
+def lr_curve(
+    spec: str, *, warmup: int = 0, epochs: int = 10, metric: float = 0.5, steps_per_epoch: int = 1
+) -> list[float]:
+    """lr at every step, stepping per-step schedulers after each step and the others after each epoch."""
     optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
-    config = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=1)
+    configs = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=steps_per_epoch)
     lrs = []
     for _ in range(epochs):
-        lrs.append(round(optimizer.param_groups[0]["lr"], 6))
-        optimizer.step()
-        if config is not None:
-            if "monitor" in config:
-                config["scheduler"].step(metric)
-            else:
-                config["scheduler"].step()
+        for _ in range(steps_per_epoch):
+            lrs.append(round(optimizer.param_groups[0]["lr"], 6))
+            optimizer.step()
+            step_like_lightning(configs, "step")
+        step_like_lightning(configs, "epoch", metric)
     return lrs
 
 
@@ -176,60 +184,65 @@ def test_lr_curves(spec: str, warmup: int, expected: list[float]) -> None:
     assert lr_curve(spec, warmup=warmup) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("spec", ["none", "step-3-0.5", "multi-2,5-0.1", "SGDR-2-1", "cosine", "default-0.5-1"])
+def test_warmup_ramps_every_step(spec: str) -> None:
+    """4 steps per epoch, 2 warm-up epochs: lr/10 + 0.9 lr * step / 8 at every step, then the main schedule
+    starts from learning_rate at epoch 2 exactly as it does without a warm-up."""
+    with_warmup = lr_curve(spec, warmup=2, steps_per_epoch=4)
+    assert with_warmup[:8] == pytest.approx([0.1 + 0.9 * step / 8 for step in range(8)], abs=1e-6)
+    assert with_warmup[8:] == pytest.approx(lr_curve(spec, epochs=8, steps_per_epoch=4), abs=1e-6)
+
+
 def test_plateau_keeps_lr_while_improving() -> None:
     optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
-    scheduler = build_scheduler("default-0.5-0", optimizer, warmup_epoch=1, epochs=6, steps_per_epoch=1)[
-        "scheduler"
-    ]
+    configs = build_scheduler("default-0.5-0", optimizer, warmup_epoch=1, epochs=6, steps_per_epoch=1)
     for metric in (0.1, 0.2, 0.3, 0.4, 0.5):  # the first one falls in the warm-up
         optimizer.step()
-        scheduler.step(metric)
+        step_like_lightning(configs, "step")
+        step_like_lightning(configs, "epoch", metric)
     assert optimizer.param_groups[0]["lr"] == 1.0
 
 
 @pytest.mark.parametrize(
-    ("spec", "warmup", "cls", "interval"),
+    ("spec", "warmup", "expected"),
     [
-        ("default-0.1-3", 0, ReduceLROnPlateau, "epoch"),
-        ("default-0.1-3", 2, WarmupThenPlateau, "epoch"),
-        ("step-5-0.5", 0, StepLR, "epoch"),
-        ("step-5-0.5", 2, SequentialLR, "epoch"),
-        ("none", 2, LinearLR, "epoch"),
-        ("onecycle", 0, OneCycleLR, "step"),
-        ("onecycle", 2, OneCycleLR, "step"),
+        ("default-0.1-3", 0, [(ReduceLROnPlateau, "epoch")]),
+        ("default-0.1-3", 2, [(LinearLR, "step"), (PlateauAfterWarmup, "epoch")]),
+        ("step-5-0.5", 0, [(StepLR, "epoch")]),
+        ("step-5-0.5", 2, [(LinearLR, "step"), (SequentialLR, "epoch")]),
+        ("none", 0, []),
+        ("none", 2, [(LinearLR, "step")]),
+        ("onecycle", 0, [(OneCycleLR, "step")]),
+        ("onecycle", 2, [(OneCycleLR, "step")]),
     ],
 )
-def test_lightning_config(spec: str, warmup: int, cls: type, interval: str) -> None:
+def test_lightning_configs(spec: str, warmup: int, expected: list[tuple[type, str]]) -> None:
     optimizer = build_optimizer("AdamW", params(), lr=0.01, weight_decay=0)
-    config = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=10, steps_per_epoch=5)
-    assert type(config["scheduler"]) is cls
-    assert config["interval"] == interval and config["frequency"] == 1
-    # Lightning passes the monitored value to every ReduceLROnPlateau, subclasses included
-    is_plateau = isinstance(config["scheduler"], ReduceLROnPlateau)
-    assert config.get("monitor") == ("val_acc" if is_plateau else None)
-
-
-def test_none_without_warmup_is_no_scheduler() -> None:
-    optimizer = build_optimizer("AdamW", params(), lr=0.01, weight_decay=0)
-    assert (
-        build_scheduler(parse_scheduler("none"), optimizer, warmup_epoch=0, epochs=5, steps_per_epoch=3)
-        is None
-    )
+    configs = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=10, steps_per_epoch=5)
+    assert [(type(c["scheduler"]), c["interval"]) for c in configs] == expected
+    for config in configs:
+        assert config["frequency"] == 1
+        # Lightning passes the monitored value to every ReduceLROnPlateau, subclasses included
+        is_plateau = isinstance(config["scheduler"], ReduceLROnPlateau)
+        assert config.get("monitor") == ("val_acc" if is_plateau else None)
 
 
 def test_onecycle_warmup_sets_pct_start() -> None:
     optimizer = build_optimizer("SGD", params(), lr=1.0, weight_decay=0)
-    scheduler = build_scheduler("onecycle", optimizer, warmup_epoch=2, epochs=10, steps_per_epoch=4)[
-        "scheduler"
-    ]
+    (config,) = build_scheduler("onecycle", optimizer, warmup_epoch=2, epochs=10, steps_per_epoch=4)
     lrs = []
     for _ in range(40):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        scheduler.step()
+        config["scheduler"].step()
     assert max(lrs) == pytest.approx(1.0, abs=1e-3)
     assert lrs.index(max(lrs)) in (7, 8)  # the peak ends the 2 warm-up epochs (8 steps)
-    assert lrs[0] == pytest.approx(1.0 / 25)
+    assert lrs[0] == pytest.approx(0.1) and lrs[4] == pytest.approx(onecycle_rise(4, 8))  # from lr/10
+
+
+def onecycle_rise(step: int, warmup_steps: int) -> float:
+    """OneCycleLR's rising phase as a fraction of the peak lr: cosine from 1/10 to 1 over warmup_steps - 1 steps."""
+    return 0.1 + 0.9 * (1 - math.cos(math.pi * step / (warmup_steps - 1))) / 2
 
 
 @pytest.mark.parametrize(
@@ -257,22 +270,18 @@ def test_param_group_added_later_follows_the_schedule(spec: str, warmup: int) ->
     """What the freeze callback does: add the body's group at the head's current lr mid-run."""
     epochs, steps = 6, 3
     optimizer = build_optimizer("AdamW", params(), lr=1.0, weight_decay=0)
-    config = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=steps)
-    scheduler, per_step = config["scheduler"], config["interval"] == "step"
+    configs = build_scheduler(spec, optimizer, warmup_epoch=warmup, epochs=epochs, steps_per_epoch=steps)
     for epoch in range(epochs):
         if epoch == 1:  # inside the warm-up: the hand-over to the main schedule is closed-form
             optimizer.add_param_group({"params": params(), "lr": optimizer.param_groups[0]["lr"]})
-            adopt_new_param_groups(scheduler)
+            for config in configs:
+                adopt_new_param_groups(config["scheduler"])
         for _ in range(steps):
             if epoch >= 1:
                 assert optimizer.param_groups[1]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
             optimizer.step()
-            if per_step:
-                scheduler.step()
-        if "monitor" in config:
-            scheduler.step(0.5)
-        elif not per_step:
-            scheduler.step()
+            step_like_lightning(configs, "step")
+        step_like_lightning(configs, "epoch")
     assert optimizer.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[1]["lr"])
 
 
@@ -295,8 +304,7 @@ class PlateauModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer("SGD", self.parameters(), lr=1.0, weight_decay=0)
-        config = build_scheduler("default-0.5-0", optimizer, warmup_epoch=2, epochs=6, steps_per_epoch=1)
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return [optimizer], build_scheduler("default-0.5-0", optimizer, warmup_epoch=2, epochs=6, steps_per_epoch=1)
 
 
 def test_warmup_plateau_under_lightning() -> None:
@@ -313,3 +321,34 @@ def test_warmup_plateau_under_lightning() -> None:
     )
     trainer.fit(module, data, data)
     assert module.lrs == pytest.approx([0.1, 0.55, 1.0, 1.0, 0.5, 0.25])
+
+
+class LrAtEveryStep(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_mid_warmup_lr_under_a_real_trainer(spec: str) -> None:
+    """DigitClassifier's own configure_optimizers, 4 steps per epoch, warmup_epoch=2: after 4 of the 8
+    warm-up steps the lr is halfway between learning_rate/10 and learning_rate (one-cycle: its cosine rise)."""
+    lr = 0.01
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.arange(8) % 2), batch_size=2)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["a", "b"], img_size=32,
+                            optimizer="SGD", learning_rate=lr, scheduler=spec, warmup_epoch=2, epochs=4)  # fmt: skip
+    recorder = LrAtEveryStep()
+    # 3 whole epochs (max_steps would change the steps per epoch the schedules are planned with)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, callbacks=[recorder],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(model, data, data)
+    assert recorder.lrs[0] == pytest.approx(lr / 10)
+    middle = onecycle_rise(4, 8) if spec == "onecycle" else 0.55  # one-cycle's rise is cosine-shaped
+    assert recorder.lrs[4] == pytest.approx(lr * middle, rel=1e-6)
+    warmup = recorder.lrs[:8]
+    assert warmup == sorted(warmup) and len(set(warmup)) == 8  # a new, higher lr at every step

@@ -20,6 +20,7 @@ import torch
 
 from digitcls.model.module import load_classifier
 from digitcls.runs import resume_checkpoint
+from tests.conftest import write_tiny_folders
 from tests.tiny import cli_env
 
 BATCH = 4
@@ -57,7 +58,7 @@ class Started:
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.process = subprocess.Popen(args, stdout=out, stderr=err, env=cli_env(), start_new_session=True)
 
-    def wait_for(self, path: Path, timeout: float = 300) -> None:
+    def wait_for(self, path: Path, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout
         while not path.is_file():
             if self.process.poll() is not None:
@@ -71,7 +72,7 @@ class Started:
     def signal(self, signum: int) -> None:
         os.killpg(self.process.pid, signum)
 
-    def finish(self, timeout: float = 300) -> int:
+    def finish(self, timeout: float = 900) -> int:
         return self.process.wait(timeout=timeout)
 
     def output(self) -> str:
@@ -93,6 +94,25 @@ def best_files(run: Path) -> list[Path]:
 
 def checkpoint_state(ckpt: dict) -> dict:
     return next(state for key, state in ckpt["callbacks"].items() if key.startswith("BestCheckpoint"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """The final weights of the same run, never stopped (same seed, same images, same CPU)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    data, run = write_tiny_folders(root / "tiny_folders"), root / "run"
+    status, output = run_to_end(train_args(data, run), root / "logs")
+    assert status == 0, output[-3000:]
+    return load(run / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+def assert_same_weights(resumed: dict, uninterrupted: dict[str, torch.Tensor]) -> None:
+    """Every parameter and BatchNorm statistic equal: the resumed run saw the same batches in the same order,
+    with the same augmentation and dropout draws."""
+    state = resumed["state_dict"]
+    assert state.keys() == uninterrupted.keys()
+    different = [key for key in state if not torch.equal(state[key], uninterrupted[key])]
+    assert not different, f"{len(different)} tensors differ from the uninterrupted run, e.g. {different[:3]}"
 
 
 def assert_resumed_to_the_end(run: Path, resumed_from_epoch: int, output: str) -> dict:
@@ -130,7 +150,10 @@ def assert_best_kept_unless_beaten(run: Path, best_before: Path, score_before: f
     assert len(best_files(run)) == 1
 
 
-def test_sigkill_mid_epoch_then_resume_true_continues(tiny_folders: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_epoch_then_resume_true_continues(
+    tiny_folders: Path, tmp_path: Path, uninterrupted_weights: dict[str, torch.Tensor]
+) -> None:
+    """Killed during epoch 1: resumed from the end of epoch 0, it ends with the uninterrupted run's weights."""
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     first = Started(train_args(tiny_folders, run), tmp_path / "logs1")
@@ -146,11 +169,15 @@ def test_sigkill_mid_epoch_then_resume_true_continues(tiny_folders: Path, tmp_pa
 
     status, output = run_to_end(train_args(tiny_folders, run, "resume=true"), tmp_path / "logs2")
     assert status == 0, output[-3000:]
-    assert_resumed_to_the_end(run, resumed_from_epoch=1, output=output)
+    final = assert_resumed_to_the_end(run, resumed_from_epoch=1, output=output)
     assert_best_kept_unless_beaten(run, best_before, score_before)
+    assert_same_weights(final, uninterrupted_weights)
 
 
-def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes(tiny_folders: Path, tmp_path: Path) -> None:
+def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes(
+    tiny_folders: Path, tmp_path: Path, uninterrupted_weights: dict[str, torch.Tensor]
+) -> None:
+    """Ctrl-C mid-epoch: resumed at the next batch of the same order, it ends with the uninterrupted weights."""
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     first = Started(train_args(tiny_folders, run), tmp_path / "logs1")
@@ -172,10 +199,16 @@ def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes(tiny_folders: Path, tmp_pa
     (best_before,) = best_files(run)
     score_before = float(checkpoint_state(saved)["best_model_score"])
 
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": saved["epoch"], "batches_done": progress["processed"]}
+    ]  # the training loader's position: resume continues at the next batch of the same order
+
     status, output = run_to_end(train_args(tiny_folders, run, "resume=true"), tmp_path / "logs2")
     assert status == 0, output[-3000:]
-    assert_resumed_to_the_end(run, resumed_from_epoch=saved["epoch"], output=output)
+    assert "not resumable" not in output  # Lightning's warning for a loader without state_dict
+    final = assert_resumed_to_the_end(run, resumed_from_epoch=saved["epoch"], output=output)
     assert_best_kept_unless_beaten(run, best_before, score_before)
+    assert_same_weights(final, uninterrupted_weights)
 
 
 # --------------------------------------------------------------------------- which checkpoint resume=true takes

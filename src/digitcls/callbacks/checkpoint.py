@@ -29,10 +29,18 @@ def save_checkpoint_atomically(trainer: L.Trainer, path: str | Path, weights_onl
 class BestCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` on ``val_acc`` (max) named ``{model_name}_e{epoch}_{val_acc:.5f}.ckpt`` plus ``last.ckpt``.
 
-    * ``save_one_only``: a single best file; a new file replaces it only when val_acc improves, so the
-      best is never deleted in favour of a worse one (the tutorial's bug).
-    * ``save_best_only`` without ``save_one_only``: a new file each time val_acc improves, none deleted.
-    * neither: a file every epoch.
+    ``save_best_only`` says *when* a file is written (true: when val_acc improves; false: every epoch),
+    ``save_one_only`` whether older ones are deleted (the tutorial's meaning) — but never the best one (the
+    tutorial's bug deleted it in favour of a worse one):
+
+    =============== =============== ===========================================================
+    save_best_only  save_one_only   files kept (besides ``last.ckpt``)
+    =============== =============== ===========================================================
+    true            true            one: the best; replaced only by a strictly better epoch
+    true            false           one per improvement of val_acc, none deleted
+    false           true            the newest epoch's and the best (one file when they coincide)
+    false           false           one per epoch, none deleted
+    =============== =============== ===========================================================
 
     ``last.ckpt`` is rewritten at the end of *every* epoch. (Lightning 2.6 rewrites it only when a top-k
     file was saved in the same step, i.e. only when val_acc improved: a run killed after a few epochs without
@@ -47,16 +55,28 @@ class BestCheckpoint(ModelCheckpoint):
             auto_insert_metric_name=False,
             monitor="val_acc",
             mode="max",
-            save_top_k=1 if save_one_only else -1,
+            save_top_k=1 if save_best_only and save_one_only else -1,
             save_last=True,
         )
         self.improvements_only = save_best_only and not save_one_only
+        self.newest_and_best_only = save_one_only and not save_best_only
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if self.improvements_only and current is not None and self.best_model_score is not None:
             improved = bool(current > self.best_model_score)
             return trainer.strategy.reduce_boolean_decision(improved)
         return super().check_monitor_top_k(trainer, current)
+
+    def _update_best_and_save(
+        self, current: torch.Tensor, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]
+    ) -> None:
+        super()._update_best_and_save(current, trainer, monitor_candidates)
+        if self.newest_and_best_only:  # the previous epoch's file goes, unless it is the best
+            keep = {self.best_model_path, self._last_checkpoint_saved}
+            for path in [path for path in self.best_k_models if path not in keep]:
+                self.best_k_models.pop(path)
+                if self._should_remove_checkpoint(trainer, path, self._last_checkpoint_saved):
+                    self._remove_checkpoint(trainer, path)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

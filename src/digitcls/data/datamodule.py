@@ -19,14 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    RandomSampler,
-    SequentialSampler,
-    default_collate,
-)
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
 
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
@@ -37,6 +30,7 @@ from digitcls.data.images import (
     resize,
     to_chw_tensor,
 )
+from digitcls.data.samplers import EpochBatches, EpochShuffle, ResumableLoader, Shard
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
 from digitcls.errors import BadImageError, DataError
 
@@ -253,43 +247,76 @@ class DigitDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
-        # a seeded generator: the same seed gives the same order, epoch after epoch
-        return self._loader(self.train_dataset, collate_labelled, torch.Generator().manual_seed(self.seed))
+        assert self.train_dataset is not None
+        rank, world = self._rank_and_world()
+        # epoch k's order depends on (seed, k) only: a resumed run continues the same sequence of orders
+        order = EpochShuffle(self.train_dataset, seed=self.seed, rank=rank, world=world)
+        if isinstance(self.train_dataset, TensorSplit):
+            return ResumableLoader(
+                self.train_dataset, order=order, images_per_batch=self.batch_size, **self._batched(order)
+            )
+        return ResumableLoader(
+            self.train_dataset, order=order, images_per_batch=self.batch_size, sampler=order,
+            **self._per_file(collate_labelled),
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         if self.val_dataset is None:
             self.setup("validate")
-        return self._loader(self.val_dataset, collate_labelled)
+        return self._evaluation_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
         if self.test_dataset is None:
             self.setup("test")
-        return self._loader(self.test_dataset, collate_labelled)
+        return self._evaluation_loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_dataset is None:
             self.setup("predict")
         assert self.predict_dataset is not None
-        return self._loader(self.predict_dataset, self.predict_dataset.collate)
+        return DataLoader(self.predict_dataset, **self._per_file(self.predict_dataset.collate))
 
-    def _loader(
-        self, dataset: Dataset | None, collate_fn: Any, generator: torch.Generator | None = None
-    ) -> DataLoader:
+    def _evaluation_loader(self, dataset: ImageFolderDataset | TensorSplit | None) -> DataLoader:
+        """Each process scores its own shard, unpadded: synced metrics count every image exactly once."""
+        assert dataset is not None
+        rank, world = self._rank_and_world()
+        if len(dataset) < world:  # a rank without images would never join the metrics' sync
+            raise DataError(
+                f"an evaluation set of {len(dataset)} images cannot be shared by {world} processes: give it at "
+                "least one image per process, or evaluate on one process (trainer.devices=1)."
+            )
+        shard = Shard(len(dataset), rank, world)
         if isinstance(dataset, TensorSplit):
-            # whole batches sliced from memory: one index list per step, no per-item work, no workers
-            order = RandomSampler(dataset, generator=generator) if generator else SequentialSampler(dataset)
-            return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, self.batch_size, drop_last=False))
-        return DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=self.batch_size,
-            shuffle=generator is not None,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self._pin_memory(),
-            collate_fn=collate_fn,
-            drop_last=False,
-        )
+            return DataLoader(dataset, **self._batched(shard))
+        return DataLoader(dataset, sampler=shard, **self._per_file(collate_labelled))
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _batched(self, order: Sampler[int]) -> dict[str, Any]:
+        """DataLoader arguments for a TensorSplit: whole batches sliced from memory (one index list per step,
+        no per-item work, no workers)."""
+        # a generator of its own: creating an iterator then draws nothing from the global RNG (exact resume)
+        return {
+            "batch_size": None,
+            # the training order's batches pass Lightning's set_epoch on; evaluation shards have no epochs
+            "sampler": (EpochBatches if isinstance(order, EpochShuffle) else BatchSampler)(
+                order, self.batch_size, drop_last=False
+            ),
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+
+    def _per_file(self, collate_fn: Any) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self._pin_memory(),
+            "collate_fn": collate_fn,
+            "drop_last": False,
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
 
     def _pin_memory(self) -> bool:
         """Pinned host memory only helps copies to a CUDA device the trainer actually uses."""
@@ -315,3 +342,25 @@ class DigitDataModule(L.LightningDataModule):
             return batch
         images, labels = batch
         return batch_augment(images, self.augment), labels
+
+    # ------------------------------------------------------------------ checkpointed state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The global random states (augmentation and dropout draw from torch's), saved in every checkpoint so
+        a resumed run draws what the uninterrupted run would have. Plain lists and tensors only, so Lightning's
+        ``weights_only`` loading accepts them. CUDA's is left out: it would tie a checkpoint to one GPU count,
+        and GPU kernels are not bit-exact anyway."""
+        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        return {
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
+            "python_rng": list(random.getstate()),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "torch_rng" in state_dict:
+            torch.set_rng_state(state_dict["torch_rng"])
+            kind, keys, position, has_gauss, cached_gaussian = state_dict["numpy_rng"]
+            np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+            version, internal, gauss_next = state_dict["python_rng"]
+            random.setstate((version, tuple(internal), gauss_next))

@@ -153,16 +153,14 @@ class DigitClassifier(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = build_optimizer(hp.optimizer, params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
-        scheduler = build_scheduler(
+        schedulers = build_scheduler(
             self.scheduler_spec,
             optimizer,
             warmup_epoch=hp.warmup_epoch,
             epochs=self.trainer.max_epochs,
             steps_per_epoch=int(steps_per_epoch),
         )
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return ([optimizer], schedulers) if schedulers else optimizer
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> DigitClassifier:

@@ -18,10 +18,11 @@ onecycle           onecycle                OneCycleLR stepped per batch, peak lr
 none               none                    constant learning_rate
 ================== ======================= ================================================================
 
-``warmup_epoch = W > 0`` ramps the lr linearly from ``learning_rate / 10`` to ``learning_rate`` over
-the first W epochs, for every form. The main schedule then starts its own clock at epoch W (``step-10``
-first decays at epoch W + 10, ``cosine`` spans the remaining epochs, the plateau patience starts
-counting after the warm-up). For ``onecycle`` the warm-up is its own rising phase: pct_start = W / epochs.
+``warmup_epoch = W > 0`` ramps the lr linearly, batch by batch, from ``learning_rate / 10`` to
+``learning_rate`` over the first W epochs, for every form. The main schedule then starts its own clock at
+epoch W (``step-10`` first decays at epoch W + 10, ``cosine`` spans the remaining epochs, the plateau
+patience starts counting after the warm-up). For ``onecycle`` the warm-up is its own rising phase:
+pct_start = W / epochs, from learning_rate / 10 (cosine-shaped: its middle is the mean of both ends too).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from pytorch_optimizer import AdaBelief, Ranger
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
+    ConstantLR,
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
     LinearLR,
@@ -174,41 +176,31 @@ def parse_scheduler(spec: str) -> SchedulerSpec:
 # ------------------------------------------------------------------------------------- schedulers
 
 
-class WarmupThenPlateau(ReduceLROnPlateau):
-    """Linear warm-up for ``warmup_epoch`` epochs, then ReduceLROnPlateau.
+class PlateauAfterWarmup(ReduceLROnPlateau):
+    """ReduceLROnPlateau that lets the first ``warmup_epoch`` epochs pass (the warm-up drives the lr then),
+    so its patience counts from the first epoch after the warm-up.
 
-    ``SequentialLR`` refuses ReduceLROnPlateau (its ``step`` needs the metric), so this subclass does
-    both; being a ReduceLROnPlateau, Lightning still passes it the monitored value every epoch. The
-    metric is ignored during the warm-up, so patience counts from the first post-warm-up epoch.
+    Being a ReduceLROnPlateau, Lightning still passes it the monitored value every epoch; ``warmup_done``
+    is in its state dict, so a resumed run knows where the warm-up stood.
     """
 
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        warmup_epoch: int,
-        start_factor: float = WARMUP_START_FACTOR,
-        **plateau_kwargs: Any,
-    ) -> None:
+    def __init__(self, optimizer: Optimizer, warmup_epoch: int, **plateau_kwargs: Any) -> None:
         super().__init__(optimizer, **plateau_kwargs)
         self.warmup_epoch = warmup_epoch
-        self.start_factor = start_factor
         self.warmup_done = 0  # warm-up epochs completed
-        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
-        self._apply_warmup()
-
-    def _apply_warmup(self) -> None:
-        progress = min(self.warmup_done / self.warmup_epoch, 1.0)
-        factor = self.start_factor + (1.0 - self.start_factor) * progress
-        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base_lr * factor
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def step(self, metrics: SupportsFloat, epoch: int | None = None) -> None:  # type: ignore[override]
         if self.warmup_done < self.warmup_epoch:
             self.warmup_done += 1
-            self._apply_warmup()
         else:
             super().step(metrics, epoch)
+
+
+def _per_epoch(scheduler: LRScheduler | ReduceLROnPlateau) -> dict[str, Any]:
+    config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
+    if isinstance(scheduler, ReduceLROnPlateau):
+        config["monitor"] = PLATEAU_MONITOR
+    return config
 
 
 def build_scheduler(
@@ -218,11 +210,15 @@ def build_scheduler(
     warmup_epoch: int,
     epochs: int,
     steps_per_epoch: int,
-) -> dict[str, Any] | None:
-    """Lightning's ``lr_scheduler`` config for ``spec`` (``None`` for ``none`` without warm-up).
+) -> list[dict[str, Any]]:
+    """Lightning's ``lr_scheduler`` configs for ``spec`` (none for ``none`` without warm-up).
 
     ``epochs`` is the planned number of epochs (used by ``cosine``, ``onecycle`` and the checks);
-    ``steps_per_epoch`` the optimizer steps per epoch (``onecycle`` only).
+    ``steps_per_epoch`` the optimizer steps per epoch (the warm-up and ``onecycle`` step per batch).
+
+    With ``warmup_epoch = W``: a per-step ``LinearLR`` from ``learning_rate / 10`` to ``learning_rate``
+    over ``W * steps_per_epoch`` steps (it leaves the lr alone afterwards), and the main schedule, stepped
+    per epoch, starts its clock at epoch W (a ``ConstantLR(factor=1)`` holds it until then).
     """
     if isinstance(spec, str):
         spec = parse_scheduler(spec)
@@ -240,28 +236,28 @@ def build_scheduler(
             f"scheduler: {spec.kind} needs a finite number of epochs, got epochs={epochs}; set epochs."
         )
     p = spec.params
+    steps_per_epoch = max(1, steps_per_epoch)
 
-    if spec.kind == "onecycle":
+    if spec.kind == "onecycle":  # its rising phase is the warm-up: from lr/10 (cosine-shaped) over W epochs
         scheduler = OneCycleLR(
             optimizer,
             max_lr=[group["lr"] for group in optimizer.param_groups],
             epochs=epochs,
-            steps_per_epoch=max(1, steps_per_epoch),
+            steps_per_epoch=steps_per_epoch,
             pct_start=warmup_epoch / epochs if warmup_epoch else 0.3,
+            div_factor=1 / WARMUP_START_FACTOR if warmup_epoch else 25.0,
         )
-        return {"scheduler": scheduler, "interval": "step", "frequency": 1}
+        return [{"scheduler": scheduler, "interval": "step", "frequency": 1}]
 
+    main: LRScheduler | ReduceLROnPlateau | None = None
     if spec.kind == "default":
         plateau = {"mode": "max", "factor": p["factor"], "patience": p["patience"]}
-        scheduler = (
-            WarmupThenPlateau(optimizer, warmup_epoch, **plateau)
+        main = (
+            PlateauAfterWarmup(optimizer, warmup_epoch, **plateau)
             if warmup_epoch
             else ReduceLROnPlateau(optimizer, **plateau)
         )
-        return {"scheduler": scheduler, "interval": "epoch", "frequency": 1, "monitor": PLATEAU_MONITOR}
-
-    main: LRScheduler | None = None
-    if spec.kind == "step":
+    elif spec.kind == "step":
         main = StepLR(optimizer, step_size=p["step_size"], gamma=p["gamma"])
     elif spec.kind == "multi":
         main = MultiStepLR(optimizer, milestones=list(p["milestones"]), gamma=p["gamma"])
@@ -270,16 +266,17 @@ def build_scheduler(
     elif spec.kind == "cosine":
         main = CosineAnnealingLR(optimizer, T_max=epochs - warmup_epoch)
 
-    if warmup_epoch:
-        warmup = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, total_iters=warmup_epoch)
-        scheduler = (
-            warmup if main is None else SequentialLR(optimizer, [warmup, main], milestones=[warmup_epoch])
-        )
-    elif main is None:
-        return None
-    else:
-        scheduler = main
-    return {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
+    if not warmup_epoch:
+        return [_per_epoch(main)] if main is not None else []
+    configs = []
+    if isinstance(main, ReduceLROnPlateau):  # (an LRScheduler too) waits for the warm-up by itself
+        configs.append(_per_epoch(main))
+    elif main is not None:  # hold the main schedule at learning_rate until the warm-up ends
+        hold = ConstantLR(optimizer, factor=1.0, total_iters=warmup_epoch)
+        configs.append(_per_epoch(SequentialLR(optimizer, [hold, main], milestones=[warmup_epoch])))
+    # built last: its first step scales the lr the schedules above left at learning_rate down to lr/10
+    warmup = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, total_iters=warmup_epoch * steps_per_epoch)
+    return [{"scheduler": warmup, "interval": "step", "frequency": 1}, *configs]
 
 
 def _nested(scheduler: object) -> Iterator[object]:
