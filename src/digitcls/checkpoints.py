@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import enum
 import re
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path, PurePath
@@ -42,7 +43,8 @@ def read_checkpoint(
         raise CheckpointError(f"{key}: {path} does not exist. {hint}".strip())
     try:
         # weights_only passed explicitly: the TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD variable cannot turn it off
-        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        # mmap needs torch's zip format; an older (legacy) file is read whole
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as error:
         culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if culprit:
@@ -63,16 +65,6 @@ def read_checkpoint(
             f"{key}: {path} holds a {type(obj).__name__}, not a checkpoint (a dict with a state_dict). {hint}".strip()
         )
     return obj  # type: ignore[return-value]
-
-
-def check_lightning_checkpoint(path: str | Path, key: str) -> Path:
-    """Prove, before Lightning reads it (with ``weights_only=True`` too), that ``path`` is a checkpoint
-    holding only safe types and a ``state_dict``; tensors are memory-mapped, not read."""
-    hint = "Point it at a .ckpt written by `python -m digitcls.train`."
-    checkpoint = read_checkpoint(path, key, hint, mmap=True)
-    if not isinstance(checkpoint.get("state_dict"), Mapping):
-        raise CheckpointError(f"{key}: {path} has no state_dict, so it is not a Lightning checkpoint. {hint}")
-    return Path(path)
 
 
 def to_plain(obj: Any, where: str = "checkpoint") -> Any:

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 from digitcls import atomic
-from digitcls.checkpoints import check_lightning_checkpoint
 from digitcls.errors import CheckpointError, ConfigError
 
 RUN_ROOTS = (Path("outputs"), Path("multirun"))
@@ -34,25 +33,25 @@ def newest_best_checkpoint(roots: tuple[Path, ...] = RUN_ROOTS) -> Path:
 
 def resume_checkpoint(ckpt_path: str | None, resume: bool, output_dir: Path) -> Path | None:
     """The checkpoint to continue from: ``ckpt_path``, else with ``resume=true`` this run folder's
-    ``last.ckpt`` or, failing that, the newest ``last.ckpt`` under ``outputs/``. Checked to hold only
-    tensors and plain values before Lightning reads it (:func:`~digitcls.checkpoints.check_lightning_checkpoint`)."""
+    ``last.ckpt`` or, failing that, the newest ``last.ckpt`` under ``outputs/``. Its content is checked by
+    :func:`digitcls.inputs.check_train_inputs` (tensors and plain values only) before Lightning reads it."""
     if ckpt_path:
         path = Path(ckpt_path)
         if not path.is_file():
             raise CheckpointError(f"ckpt_path: {path} does not exist; point it at a last.ckpt or drop it.")
-        return check_lightning_checkpoint(path, "ckpt_path")
+        return path
     if not resume:
         return None
     own = output_dir / "checkpoints" / "last.ckpt"
     if own.is_file():
-        return check_lightning_checkpoint(own, "resume")
+        return own
     found = newest([p for p in RUN_ROOTS[0].rglob("last.ckpt")]) if RUN_ROOTS[0].is_dir() else None
     if found is None:
         raise CheckpointError(
             "resume=true: no last.ckpt under outputs/ to continue from. Start a fresh run without resume, "
             "or pass ckpt_path=<file>."
         )
-    return check_lightning_checkpoint(found, "resume")
+    return found
 
 
 def writable_folder(folder: str | Path, key: str) -> Path:

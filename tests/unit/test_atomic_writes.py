@@ -122,7 +122,8 @@ def test_a_finished_write_replaces_the_file(tmp_path: Path) -> None:
 
 # method names that write a file, whatever object they are called on
 WRITE_METHODS = {"write_text", "write_bytes", "to_csv", "to_json", "to_parquet", "savefig", "save_checkpoint",
-                 "imwrite", "dump", "write", "save", "copy", "copyfile", "copy2", "move"}
+                 "imwrite", "dump", "write", "save", "copyfile", "copy2", "move"}
+# `shutil.copy` writes a file; `array.copy()` / `dict.copy()` do not
 # receivers whose `.write`/`.save`/`.dump` is not a file write (`atomic`: the registered writers themselves;
 # `os.write`: a file descriptor, stderr in the Ctrl-C handler)
 NOT_FILES = {"self", "handle", "table", "stream", "sys", "os", "log", "logger", "hasher", "digest", "atomic"}
@@ -144,6 +145,8 @@ def _is_write(call: ast.Call) -> bool:
     if func.attr == "open":
         return _opens_for_writing(call, mode_index=0)
     receiver = func.value.id if isinstance(func.value, ast.Name) else None
+    if func.attr == "copy":
+        return receiver == "shutil"
     return func.attr in WRITE_METHODS and receiver not in NOT_FILES
 
 
