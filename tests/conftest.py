@@ -7,6 +7,7 @@ Every fixture writes into its own tmp_path, so tests may modify what they get.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -14,6 +15,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two test processes share the CPU: one thread each (and in the commands they start), not two each
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def grad_mode_on() -> None:
+    """Each test starts with autograd on, whatever an earlier test in the same process left behind."""
+    torch.set_grad_enabled(True)
+
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",

@@ -19,6 +19,7 @@ from tests.integration.test_train_mnist import MNIST, RAW_FILES, run
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.slow,  # ~2 min of training: `make test-slow`
     pytest.mark.skipif(not all((MNIST / f).is_file() for f in RAW_FILES),
                        reason=f"real MNIST IDX files not found in {MNIST}"),
 ]
