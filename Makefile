@@ -16,6 +16,7 @@ DATA_DIR ?= data
 ARGS ?=
 MODEL ?=
 SWEEP ?= optim_grid
+SEEDS ?= 1,2,3
 
 .DEFAULT_GOAL := help
 .PHONY: help python-ready install data train sweep evaluate predict export serve summarize test test-slow test-all bench bench-accuracy notebook lint format clean
@@ -69,8 +70,8 @@ test-all: | python-ready ## every test, slow included
 bench: | python-ready ## speed benchmarks -> bench/results/latest.json (ratios measured side by side)
 	$(PYTHON) bench/run_all.py
 
-bench-accuracy: | python-ready ## train both recipes on full MNIST -> bench/results/accuracy.json (~10 + ~30 min on 2 cores)
-	$(PYTHON) bench/bench_accuracy.py $(ARGS)
+bench-accuracy: | python-ready ## train both recipes on full MNIST over SEEDS=1,2,3 -> bench/results/accuracy.json
+	$(PYTHON) bench/bench_accuracy.py --seeds $(SEEDS) $(ARGS)
 
 notebook: | python-ready ## execute notebooks/01_explore_mnist.ipynb headless -> outputs/notebooks/
 	$(PYTHON) -m digitcls.notebook notebooks/01_explore_mnist.ipynb
