@@ -129,3 +129,18 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
     return save_checkpoint(model.eval(), tmp_path / "ckpt" / "mobilenetv3_small_e0_0.10000.ckpt")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", image)
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.fixture(scope="module")
+def digit_pngs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of five 28x28 digit PNGs (the tests' generated digits), as `predict` would read them."""
+    folder = tmp_path_factory.mktemp("digits")
+    for n, image in enumerate(draw_digits(np.array([0, 3, 5, 7, 9]), seed=7)):
+        (folder / f"{n}.png").write_bytes(png_bytes(image))
+    return folder
