@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from digitcls.errors import EXIT_USER_ERROR
-from tests.tiny import cli_env
+from tests.helpers import run_train
 
 
 def test_a_schema_error_in_a_real_subprocess_exits_2_without_traceback(tmp_path: Path) -> None:
     """What the in-process tables assume: a user's shell sees status 2, one `error:` line, no traceback.
     (test_train.py and test_predict.py run data and file errors the same way.)"""
-    result = subprocess.run(
-        [sys.executable, "-m", "digitcls.train", "+experiment=mbv3", "epochs=2.5", f"hydra.run.dir={tmp_path}"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = run_train(["+experiment=mbv3", "epochs=2.5", f"hydra.run.dir={tmp_path}"], tmp_path)
     assert result.returncode == EXIT_USER_ERROR, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("error: epochs: got 2.5"), result.stderr[-2000:]
     assert "Traceback" not in result.stdout + result.stderr

@@ -16,8 +16,7 @@ import torch
 
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.model.module import load_classifier
-from tests.e2e.test_sweep import data_paths, run_train
-from tests.tiny import cli_env
+from tests.helpers import cli_env, data_paths, run_train
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from digitcls.notebook import has_outputs, main
-from tests.unit.test_notebook import FIGURE_CELLS, NOTEBOOK
+from tests.helpers import FIGURE_CELLS, NOTEBOOK
 
 
 def images_in(cell) -> int:

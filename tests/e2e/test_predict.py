@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def run_cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180)
+from tests.helpers import run_module
 
 
 @pytest.mark.parametrize("kind", ["plain_state_dict", "truncated", "text"])
@@ -29,7 +22,7 @@ def test_foreign_or_broken_checkpoint_is_a_message_not_a_traceback(
         bad.write_bytes(untrained_checkpoint.read_bytes()[:100])
     else:
         bad.write_text("hello")
-    result = run_cli("digitcls.predict", [f"model_path={bad}", f"test_path={tiny_folders / 'test'}"], tmp_path)
+    result = run_module("digitcls.predict", [f"model_path={bad}", f"test_path={tiny_folders / 'test'}"], tmp_path)
     assert result.returncode == 2
     assert "model_path" in result.stderr and str(bad) in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -19,8 +19,7 @@ import pytest
 import torch
 
 from digitcls.model.module import load_classifier
-from tests.conftest import write_tiny_folders
-from tests.tiny import cli_env
+from tests.helpers import cli_env, write_tiny_folders
 
 BATCH = 4
 STEPS_PER_EPOCH = 200 // BATCH  # tiny_folders: 200 training images

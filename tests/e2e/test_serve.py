@@ -5,8 +5,6 @@ unless told otherwise. One server is started for the whole module (a model worke
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +16,7 @@ requests = pytest.importorskip("requests", reason="the serve extra is not instal
 
 from digitcls.inference import load_predictor  # noqa: E402
 from digitcls.predict import label_folder  # noqa: E402
-from tests.served import Served, serving, varied_checkpoint  # noqa: E402
-from tests.tiny import cli_env  # noqa: E402
-from tests.unit.test_serve import pixel_bomb  # noqa: E402
+from tests.helpers import Served, pixel_bomb, run_module, serving, varied_checkpoint  # noqa: E402
 
 MAX_REQUEST_BYTES = 300_000
 
@@ -128,8 +124,7 @@ def test_good_requests_batched_with_bad_ones_still_succeed(served: Served, digit
 
 
 def test_bad_model_path_is_a_message_without_traceback(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "digitcls.serve", f"model_path={tmp_path / 'missing.ckpt'}"],
-                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=180)
+    done = run_module("digitcls.serve", [f"model_path={tmp_path / 'missing.ckpt'}"], tmp_path, timeout=180)
     assert done.returncode == 2, done.stderr
     assert "model_path" in done.stderr and "missing.ckpt does not exist" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny import TINY_TRAIN as FAST
-from tests.tiny import run_train
+from tests.helpers import TINY_TRAIN as FAST
+from tests.helpers import run_train
 
 
 @pytest.fixture

@@ -25,15 +25,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.errors import EXIT_USER_ERROR, ConfigError
 from digitcls.model.module import DigitClassifier
 from digitcls.schema import SCHEMAS, validated
-from tests.conftest import save_checkpoint
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, compose_config, run_in_process, save_checkpoint
 
 FAST = TINY_TRAIN
 
@@ -222,15 +219,6 @@ EARLY_CASES: list[tuple[str, str, Setup, list[str]]] = [
 ]
 
 
-def run_cli(module: str, argv: list[str], hydra_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    """``python -m <module> <argv>`` in this process; returns the exit status."""
-    monkeypatch.setattr(sys, "argv", [module, *argv, f"hydra.run.dir={hydra_dir}"])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as exited:
-        importlib.import_module(module).main()
-    return exited.value.code
-
-
 @pytest.mark.parametrize(
     ("command", "setup", "words", "limit_s"),
     [(*case[1:], None) for case in CASES] + [(*case[1:], EARLY_S) for case in EARLY_CASES],
@@ -250,7 +238,7 @@ def test_bad_input_is_one_clear_message(
     argv = setup(Ctx(tiny_folders, tmp_path, untrained_checkpoint))
     importlib.import_module(command)  # the import is start-up, not the answer
     started = time.perf_counter()
-    status = run_cli(command, argv, tmp_path / "hydra", monkeypatch)
+    status = run_in_process(command, argv, tmp_path / "hydra", monkeypatch)
     elapsed = time.perf_counter() - started
 
     captured = capsys.readouterr()
@@ -299,7 +287,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
 
     monkeypatch.setattr(LabelSmoothingCrossEntropy, "forward", diverging_forward)
     ctx = Ctx(tiny_folders, tmp_path, tmp_path / "unused.ckpt")
-    status = run_cli(TRAIN, ctx.train_args("epochs=3", "scheduler=none"), tmp_path / "hydra", monkeypatch)
+    status = run_in_process(TRAIN, ctx.train_args("epochs=3", "scheduler=none"), tmp_path / "hydra", monkeypatch)
 
     err = capsys.readouterr().err
     assert status == EXIT_USER_ERROR, err[-2000:]
@@ -312,14 +300,6 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
 
 
 # --------------------------------------------------------------------------- the schema, in-process
-
-def compose_config(command: str, overrides: list[str]) -> DictConfig:
-    """The config `python -m digitcls.<command> <overrides>` composes (train: with +experiment=mbv3)."""
-    if command == "train":
-        return compose_train(overrides)
-    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
-        return compose(config_name=command, overrides=overrides)
-
 
 def check(command: str, overrides: list[str]) -> str:
     """The message ``validated`` answers with, asserted to come within EARLY_S seconds."""

@@ -9,10 +9,7 @@ import nbformat
 import pytest
 
 from digitcls.notebook import has_outputs, main
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_explore_mnist.ipynb"
-# code cells (by id) that must draw a picture
-FIGURE_CELLS = ("class-balance", "sample-grid", "curves", "confusion", "mistakes", "sweep", "own-image")
+from tests.helpers import FIGURE_CELLS, NOTEBOOK
 
 
 def test_committed_notebook_is_stripped_and_valid() -> None:

@@ -26,7 +26,7 @@ from digitcls.data.prepare import (
     stratified_val_indices,
 )
 from digitcls.errors import ConfigError, DataError
-from tests.conftest import idx_bytes
+from tests.helpers import idx_bytes
 
 SPLITS = ("train", "val", "test")
 

@@ -34,35 +34,12 @@ from digitcls.data.images import read_image
 from digitcls.errors import EXIT_USER_ERROR, BadImageError, CheckpointError
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.train import train
-from tests.conftest import save_checkpoint
-from tests.tiny import TINY_TRAIN, compose_train
-from tests.unit.test_bad_inputs import run_cli
+from tests.helpers import TINY_TRAIN, compose_train, crafted_checkpoint, run_in_process, save_checkpoint
 
 TRAIN, PREDICT, EVALUATE, EXPORT = "digitcls.train", "digitcls.predict", "digitcls.evaluate", "digitcls.export"
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
-
-
-class _Payload:
-    """Unpickling this runs ``exec(code)``: what a malicious checkpoint carries."""
-
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self):
-        return exec, (self.code,)
-
-
-def crafted_checkpoint(path: Path, marker: Path) -> Path:
-    """A complete digitcls checkpoint (state_dict, hyperparameters) plus an object that creates ``marker``
-    when unpickled: loaded with weights_only=False it would work *and* run the code."""
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
-    payload = _Payload(f"import pathlib; pathlib.Path({str(marker)!r}).touch()")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "epoch": 0,
-                "global_step": 0, "loops": {}, "callbacks": {"payload": payload}}, path)
-    return path
 
 
 def test_the_crafted_checkpoint_really_runs_code_when_loaded_unsafely(tmp_path: Path) -> None:
@@ -107,7 +84,7 @@ def test_crafted_checkpoint_is_refused_by_every_entry_point(
     evil = crafted_checkpoint(tmp_path / "evil.ckpt", marker)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's switch to unsafe defaults: not obeyed
 
-    status = run_cli(command, argv_for(tiny_folders, tmp_path, evil), tmp_path / "hydra", monkeypatch)
+    status = run_in_process(command, argv_for(tiny_folders, tmp_path, evil), tmp_path / "hydra", monkeypatch)
 
     captured = capsys.readouterr()
     assert status == EXIT_USER_ERROR, captured.err[-2000:]

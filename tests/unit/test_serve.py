@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -24,17 +22,7 @@ from digitcls.inference import load_predictor  # noqa: E402
 from digitcls.predict import label_folder  # noqa: E402
 from digitcls.schema import validated  # noqa: E402
 from digitcls.serve.server import check_port_free  # noqa: E402
-from tests.served import varied_checkpoint  # noqa: E402
-
-
-def pixel_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
-    """A valid PNG of a few hundred bytes whose header declares width x height grey pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = zlib.compress(b"\x00" * (width + 1) * 4, 9)  # the first rows; the rest would decompress from more
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+from tests.helpers import pixel_bomb, varied_checkpoint  # noqa: E402
 
 
 def serve_cfg(overrides: list[str]):

@@ -12,8 +12,8 @@ import torch
 from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.errors import DataError
 from digitcls.train import train
-from tests.tiny import TINY_TRAIN as FAST
-from tests.tiny import compose_train
+from tests.helpers import TINY_TRAIN as FAST
+from tests.helpers import compose_train
 
 
 def paths_of(tiny_folders: Path, out: Path) -> list[str]:
