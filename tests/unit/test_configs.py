@@ -51,7 +51,7 @@ def command_line(conf_file: str) -> tuple[str, list[str]]:
     return "train", [selected] if folder == "experiment" else ["+experiment=mbv3", selected]
 
 
-def compose_config(conf: Path, command: str, overrides: list[str], with_hydra: bool = False) -> DictConfig:
+def compose_from(conf: Path, command: str, overrides: list[str], with_hydra: bool = False) -> DictConfig:
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
 
@@ -79,7 +79,7 @@ def test_every_conf_folder_is_covered() -> None:
 def check_conf_file(conf: Path, conf_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compose ``conf_file`` of the config folder ``conf`` as selected, validate it and build what it configures."""
     command, overrides = command_line(conf_file)
-    cfg = validated(compose_config(conf, command, overrides), command)
+    cfg = validated(compose_from(conf, command, overrides), command)
     if command != "train":
         return
 
@@ -101,14 +101,14 @@ def check_conf_file(conf: Path, conf_file: str, tmp_path: Path, monkeypatch: pyt
     assert trainer.num_devices == plan.processes
 
     # Hydra's side: callbacks, the launcher and sweeper plugins a file selects, and every swept value
-    hydra_cfg = compose_config(conf, command, overrides, with_hydra=True).hydra
+    hydra_cfg = compose_from(conf, command, overrides, with_hydra=True).hydra
     for callback in hydra_cfg.callbacks.values():
         assert isinstance(instantiate(callback), get_class(callback._target_))
     for plugin in (hydra_cfg.launcher, hydra_cfg.sweeper):
         if plugin._target_.startswith("hydra_plugins."):  # Hydra refuses to build its own built-ins from config
             assert isinstance(instantiate(plugin), get_class(plugin._target_))
     for value in swept_values(hydra_cfg.sweeper.get("params")):
-        validated(compose_config(conf, command, [*overrides, value]), command)
+        validated(compose_from(conf, command, [*overrides, value]), command)
 
 
 @pytest.mark.parametrize("conf_file", CONF_FILES)
@@ -119,12 +119,12 @@ def test_conf_file_composes_validates_and_builds(
 
 
 def test_sweeps_try_every_choice_and_both_ends_of_an_interval() -> None:
-    grid = compose_config(CONF, "train", ["+sweep=optim_grid"], with_hydra=True).hydra.sweeper.params
+    grid = compose_from(CONF, "train", ["+sweep=optim_grid"], with_hydra=True).hydra.sweeper.params
     assert swept_values(grid) == [
         "optimizer=Adam", "optimizer=AdamW", "optimizer=SGD", "optimizer=AdaBelief", "optimizer=Ranger",
         "scheduler=default-0.1-3", "scheduler=step-5-0.5", "scheduler=SGDR-5-2", 'scheduler="multi-10,20-0.1"',
     ]  # fmt: skip
-    search = compose_config(CONF, "train", ["+sweep=optuna"], with_hydra=True).hydra.sweeper.params
+    search = compose_from(CONF, "train", ["+sweep=optuna"], with_hydra=True).hydra.sweeper.params
     assert swept_values(search)[:2] == ["learning_rate=0.0001", "learning_rate=0.01"] and len(swept_values(search)) == 6
 
 
