@@ -3,8 +3,8 @@ the fix, no traceback.
 
 Each case runs the real Hydra entry point (``python -m digitcls.<command>`` minus the interpreter start-up,
 which would cost ~6 s per case): ``sys.argv`` is set and ``main()`` called, so Hydra parses the overrides
-exactly as on the command line. ``test_train.py::test_missing_train_path_is_a_message_not_a_traceback`` and
-``test_predict.py`` run a few of the same cases in a real subprocess. Bad *images* are skipped with a
+exactly as on the command line. ``tests/e2e/`` (``test_bad_inputs.py``, ``test_train.py``, ``test_predict.py``)
+runs a few of the same cases in a real subprocess. Bad *images* are skipped with a
 warning by default (``test_datamodule.py``, ``test_predict.py``); ``on_bad_image=error`` is in the table.
 
 ``EARLY_CASES`` must answer within ``EARLY_S`` seconds, before any data is loaded or trained on. The schema
