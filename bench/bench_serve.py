@@ -31,6 +31,7 @@ import torch
 from benchlib import REPO_ROOT, base_parser, finish, log
 
 from digitcls.model.module import DigitClassifier
+from digitcls.serve.health import wait_until_healthy
 
 HOST = "127.0.0.1"  # the load goes to this machine only
 SETTINGS = {"batching": ["max_batch_size=16", "batch_timeout=0.005"], "no_batching": ["max_batch_size=1"]}
@@ -68,17 +69,13 @@ def start_server(model: Path, overrides: list[str], log_file: Path) -> tuple[sub
     with log_file.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).text == "ok":
-                return process, url
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    stop_server(process)
-    raise SystemExit(f"the server was not healthy after {START_TIMEOUT_S} s")
+    try:
+        wait_until_healthy(url, process, log_file, START_TIMEOUT_S)
+    except RuntimeError as error:
+        if process.poll() is None:  # timed out, still running
+            stop_server(process)
+        raise SystemExit(str(error)) from None
+    return process, url
 
 
 def stop_server(process: subprocess.Popen) -> None:

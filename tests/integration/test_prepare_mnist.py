@@ -17,18 +17,11 @@ import numpy as np
 import pytest
 
 from digitcls.data.prepare import RAW_FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, read_idx_gz
+from tests.helpers import MNIST, REPO, needs_real_mnist
 
-REPO = Path(__file__).resolve().parents[2]
-MNIST = REPO.parent / "shared" / "data" / "mnist"
 OFFICIAL_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not all((MNIST / name).is_file() for name in RAW_FILES),
-        reason=f"real MNIST IDX files not found in {MNIST}",
-    ),
-]
+pytestmark = [pytest.mark.integration, needs_real_mnist]
 
 
 def make_has_data_target() -> bool:

@@ -15,28 +15,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.test_train_mnist import MNIST, RAW_FILES, run
+from tests.helpers import MNIST, MNIST_FILES, needs_real_mnist, run_ok
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,  # ~2 min of training: `make test-slow`
-    pytest.mark.skipif(not all((MNIST / f).is_file() for f in RAW_FILES),
-                       reason=f"real MNIST IDX files not found in {MNIST}"),
+    needs_real_mnist,
 ]
 
 
 def test_three_epochs_on_2000_images_score_well_above_chance(tmp_path: Path) -> None:
     raw = tmp_path / "data" / "raw"
     raw.mkdir(parents=True)
-    for name in RAW_FILES:
+    for name in MNIST_FILES:
         shutil.copy(MNIST / name, raw / name)
-    run(["-m", "digitcls.train", "+experiment=mbv3", "try_to_train_items=2000", "epochs=3",
+    run_ok("digitcls.train", ["+experiment=mbv3", "try_to_train_items=2000", "epochs=3",
          "trainer.enable_progress_bar=false", "hydra.run.dir=outputs/short"], tmp_path)  # fmt: skip
     summary = json.loads((tmp_path / "outputs" / "short" / "summary.json").read_text())
     assert summary["best_val_acc"] >= 0.5 and summary["test_acc"] >= 0.5, summary
 
     # no collapse onto a few classes: every digit is predicted, none for more than a quarter of the images
-    run(["-m", "digitcls.predict", f"model_path={summary['best_checkpoint']}", "hydra.run.dir=outputs/predict"],
+    run_ok("digitcls.predict", [f"model_path={summary['best_checkpoint']}", "hydra.run.dir=outputs/predict"],
         tmp_path)  # fmt: skip
     counts = pd.read_csv(tmp_path / "pre.csv", dtype={"label": str}).label.value_counts()
     assert len(counts) == 10 and counts.max() <= 0.25 * counts.sum(), counts.to_dict()

@@ -188,7 +188,7 @@ def test_weights_trained_at_one_output_stride_load_at_another(tmp_path) -> None:
 
 def test_checkpoints_from_before_output_stride_load_as_32(tmp_path) -> None:
     from digitcls.model.module import DigitClassifier, load_classifier
-    from tests.conftest import save_checkpoint
+    from tests.helpers import save_checkpoint
 
     model = DigitClassifier(model_name="mobilenetv3_small", output_stride=32)
     hparams = {k: v for k, v in model.hparams.items() if k != "output_stride"}

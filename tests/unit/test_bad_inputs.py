@@ -3,8 +3,8 @@ the fix, no traceback.
 
 Each case runs the real Hydra entry point (``python -m digitcls.<command>`` minus the interpreter start-up,
 which would cost ~6 s per case): ``sys.argv`` is set and ``main()`` called, so Hydra parses the overrides
-exactly as on the command line. ``test_train.py::test_missing_train_path_is_a_message_not_a_traceback`` and
-``test_predict.py`` run a few of the same cases in a real subprocess. Bad *images* are skipped with a
+exactly as on the command line. ``tests/e2e/`` (``test_bad_inputs.py``, ``test_train.py``, ``test_predict.py``)
+runs a few of the same cases in a real subprocess. Bad *images* are skipped with a
 warning by default (``test_datamodule.py``, ``test_predict.py``); ``on_bad_image=error`` is in the table.
 
 ``EARLY_CASES`` must answer within ``EARLY_S`` seconds, before any data is loaded or trained on. The schema
@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,15 +25,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.errors import EXIT_USER_ERROR, ConfigError
 from digitcls.model.module import DigitClassifier
 from digitcls.schema import SCHEMAS, validated
-from tests.conftest import save_checkpoint
-from tests.tiny import TINY_TRAIN, cli_env, compose_train
+from tests.helpers import TINY_TRAIN, compose_config, run_in_process, save_checkpoint
 
 FAST = TINY_TRAIN
 
@@ -223,15 +219,6 @@ EARLY_CASES: list[tuple[str, str, Setup, list[str]]] = [
 ]
 
 
-def run_cli(module: str, argv: list[str], hydra_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    """``python -m <module> <argv>`` in this process; returns the exit status."""
-    monkeypatch.setattr(sys, "argv", [module, *argv, f"hydra.run.dir={hydra_dir}"])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as exited:
-        importlib.import_module(module).main()
-    return exited.value.code
-
-
 @pytest.mark.parametrize(
     ("command", "setup", "words", "limit_s"),
     [(*case[1:], None) for case in CASES] + [(*case[1:], EARLY_S) for case in EARLY_CASES],
@@ -251,7 +238,7 @@ def test_bad_input_is_one_clear_message(
     argv = setup(Ctx(tiny_folders, tmp_path, untrained_checkpoint))
     importlib.import_module(command)  # the import is start-up, not the answer
     started = time.perf_counter()
-    status = run_cli(command, argv, tmp_path / "hydra", monkeypatch)
+    status = run_in_process(command, argv, tmp_path / "hydra", monkeypatch)
     elapsed = time.perf_counter() - started
 
     captured = capsys.readouterr()
@@ -300,7 +287,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
 
     monkeypatch.setattr(LabelSmoothingCrossEntropy, "forward", diverging_forward)
     ctx = Ctx(tiny_folders, tmp_path, tmp_path / "unused.ckpt")
-    status = run_cli(TRAIN, ctx.train_args("epochs=3", "scheduler=none"), tmp_path / "hydra", monkeypatch)
+    status = run_in_process(TRAIN, ctx.train_args("epochs=3", "scheduler=none"), tmp_path / "hydra", monkeypatch)
 
     err = capsys.readouterr().err
     assert status == EXIT_USER_ERROR, err[-2000:]
@@ -313,14 +300,6 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
 
 
 # --------------------------------------------------------------------------- the schema, in-process
-
-def compose_config(command: str, overrides: list[str]) -> DictConfig:
-    """The config `python -m digitcls.<command> <overrides>` composes (train: with +experiment=mbv3)."""
-    if command == "train":
-        return compose_train(overrides)
-    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
-        return compose(config_name=command, overrides=overrides)
-
 
 def check(command: str, overrides: list[str]) -> str:
     """The message ``validated`` answers with, asserted to come within EARLY_S seconds."""
@@ -442,18 +421,6 @@ def test_the_shipped_configs_pass_the_schema() -> None:
 def test_a_value_of_the_right_type_is_converted() -> None:
     cfg = validated(compose_config("train", ["learning_rate=1", "img_size=[32,48]"]), "train")
     assert isinstance(cfg.learning_rate, float) and list(cfg.img_size) == [32, 48]
-
-
-def test_a_schema_error_in_a_real_subprocess_exits_2_without_traceback(tmp_path: Path) -> None:
-    """What the in-process tables assume: a user's shell sees status 2, one `error:` line, no traceback.
-    (test_train.py and test_predict.py run data and file errors the same way.)"""
-    result = subprocess.run(
-        [sys.executable, "-m", "digitcls.train", "+experiment=mbv3", "epochs=2.5", f"hydra.run.dir={tmp_path}"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == EXIT_USER_ERROR, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("error: epochs: got 2.5"), result.stderr[-2000:]
-    assert "Traceback" not in result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------- data cache on a read-only dataset

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from digitcls.devices import plan_devices
 from digitcls.errors import ConfigError
 from digitcls.train import build_trainer
-from tests.tiny import compose_train
+from tests.helpers import compose_train
 
 DEFAULT = {"accelerator": "auto", "devices": 1, "strategy": "auto", "num_nodes": 1, "precision": None}
 

@@ -19,6 +19,7 @@ from digitcls.export import export
 from digitcls.inference import load_predictor
 from digitcls.predict import label_folder
 from digitcls.preprocess import to_mnist_style
+from tests.helpers import render_digit
 
 
 def compose_cfg(name: str, overrides: list[str]):
@@ -78,16 +79,6 @@ def test_onnx_and_torchscript_agree_with_torch(
     by_onnx, _ = label_folder(from_onnx, tiny_folders / "test")
     by_ckpt, _ = label_folder(load_predictor(untrained_checkpoint), tiny_folders / "test")
     assert by_onnx.label.tolist() == by_ckpt.label.tolist()
-
-
-def render_digit(digit: int, canvas: tuple[int, int] = (200, 300), at: tuple[int, int] = (40, 170),
-                 thickness: int = 16, jpeg: bool = True) -> np.ndarray:
-    """Dark ink on light paper, off-centre, as a phone photo of a digit would be."""
-    photo = np.full((*canvas, 3), (225, 230, 235), np.uint8)
-    cv2.putText(photo, str(digit), at, cv2.FONT_HERSHEY_SIMPLEX, 5, (30, 25, 20), thickness, cv2.LINE_AA)
-    if jpeg:
-        photo = cv2.imdecode(cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
-    return photo
 
 
 @pytest.mark.parametrize("digit", [1, 4, 7, 8])

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from digitcls import loggers as loggers_module
 from digitcls.errors import ConfigError
 from digitcls.loggers import MAX_FOLDER_NAME, build_loggers, folder_name
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, compose_train
 
 SEED_OF_JOB = {"0": 1, "1": 2}  # the swept key, and what each job folder gets
 SWEEP_ARGS = [

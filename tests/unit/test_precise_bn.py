@@ -14,8 +14,7 @@ from torch import Tensor, nn
 from digitcls.callbacks.precise_bn import PreciseBatchNorm, recompute_batchnorm_statistics
 from digitcls.model.module import DigitClassifier
 from digitcls.train import build_callbacks, build_datamodule, build_model, build_trainer, train
-from tests.conftest import balanced_labels, draw_digits
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, balanced_labels, compose_train, draw_digits
 
 BATCHES = 2
 # 64 images in batches of 16: 4 training steps; the in-memory path, whose loader seeds its workers from

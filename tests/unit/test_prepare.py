@@ -6,8 +6,6 @@ import gzip
 import itertools
 import logging
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +26,7 @@ from digitcls.data.prepare import (
     stratified_val_indices,
 )
 from digitcls.errors import ConfigError, DataError
-from tests.conftest import idx_bytes
+from tests.helpers import idx_bytes
 
 SPLITS = ("train", "val", "test")
 
@@ -341,29 +339,6 @@ def test_ensure_prepared_elsewhere_names_the_key(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-def test_cli_offline_without_files_exits_with_message_not_traceback(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "digitcls.data.prepare",
-            "--raw-dir",
-            str(tmp_path / "empty"),
-            "--out-dir",
-            str(tmp_path / "out"),
-            "--no-download",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert result.returncode != 0
-    assert "error:" in result.stderr and "MNIST/raw" in result.stderr and "network" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_cli_arguments(tiny_idx_dir: Path, tmp_path: Path) -> None:

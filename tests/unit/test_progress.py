@@ -18,7 +18,7 @@ from digitcls.inference import load_predictor
 from digitcls.predict import label_folder
 from digitcls.progress import PlainProgressBar, progress_bar
 from digitcls.train import build_callbacks
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, compose_train
 
 
 def test_a_terminal_gets_rich_bars_and_a_pipe_plain_lines() -> None:

@@ -10,7 +10,7 @@ import torch
 from digitcls.inference import load_predictor
 from digitcls.predict import label_folder
 from digitcls.train import build_trainer, train
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, compose_train
 
 FAST = [
     *TINY_TRAIN,

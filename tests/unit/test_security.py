@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import warnings
 import zlib
@@ -35,35 +34,12 @@ from digitcls.data.images import read_image
 from digitcls.errors import EXIT_USER_ERROR, BadImageError, CheckpointError
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.train import train
-from tests.conftest import save_checkpoint
-from tests.tiny import TINY_TRAIN, cli_env, compose_train
-from tests.unit.test_bad_inputs import run_cli
+from tests.helpers import TINY_TRAIN, compose_train, crafted_checkpoint, run_in_process, save_checkpoint
 
 TRAIN, PREDICT, EVALUATE, EXPORT = "digitcls.train", "digitcls.predict", "digitcls.evaluate", "digitcls.export"
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
-
-
-class _Payload:
-    """Unpickling this runs ``exec(code)``: what a malicious checkpoint carries."""
-
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self):
-        return exec, (self.code,)
-
-
-def crafted_checkpoint(path: Path, marker: Path) -> Path:
-    """A complete digitcls checkpoint (state_dict, hyperparameters) plus an object that creates ``marker``
-    when unpickled: loaded with weights_only=False it would work *and* run the code."""
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
-    payload = _Payload(f"import pathlib; pathlib.Path({str(marker)!r}).touch()")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "epoch": 0,
-                "global_step": 0, "loops": {}, "callbacks": {"payload": payload}}, path)
-    return path
 
 
 def test_the_crafted_checkpoint_really_runs_code_when_loaded_unsafely(tmp_path: Path) -> None:
@@ -108,7 +84,7 @@ def test_crafted_checkpoint_is_refused_by_every_entry_point(
     evil = crafted_checkpoint(tmp_path / "evil.ckpt", marker)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's switch to unsafe defaults: not obeyed
 
-    status = run_cli(command, argv_for(tiny_folders, tmp_path, evil), tmp_path / "hydra", monkeypatch)
+    status = run_in_process(command, argv_for(tiny_folders, tmp_path, evil), tmp_path / "hydra", monkeypatch)
 
     captured = capsys.readouterr()
     assert status == EXIT_USER_ERROR, captured.err[-2000:]
@@ -119,21 +95,6 @@ def test_crafted_checkpoint_is_refused_by_every_entry_point(
     assert "Traceback" not in captured.out + captured.err
     assert not marker.exists()
     assert not (tmp_path / "exported.onnx").exists() and not (tmp_path / "out" / "pre.csv").exists()
-
-
-@pytest.mark.slow  # a fresh interpreter: ~10 s alone, a minute on a busy machine
-def test_crafted_checkpoint_from_a_real_command_line(tiny_folders: Path, tmp_path: Path) -> None:
-    """The same refusal in a real `python -m digitcls.evaluate` process, as a user runs it."""
-    marker = tmp_path / "marker"
-    evil = crafted_checkpoint(tmp_path / "evil.ckpt", marker)
-    result = subprocess.run(
-        [sys.executable, "-m", EVALUATE, f"model_path={evil}", f"eval_path={tiny_folders / 'test'}",
-         f"hydra.run.dir={tmp_path / 'hydra'}"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert result.returncode == EXIT_USER_ERROR, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and "holds Python objects" in result.stderr
-    assert not marker.exists()
 
 
 def test_read_checkpoint_errors_name_the_key(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from digitcls.errors import ConfigError
 from digitcls.model.optim import adopt_new_param_groups
 
-log = logging.getLogger("digitcls")
+log = logging.getLogger(__name__)
 
 
 def body_of(pl_module: pl.LightningModule) -> nn.Module:

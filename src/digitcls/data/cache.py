@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from digitcls.atomic import atomic_path, writer
 
-log = logging.getLogger("digitcls")
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 

@@ -19,7 +19,7 @@ from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
 from digitcls.checkpoints import read_checkpoint
 from digitcls.errors import CheckpointError
 
-log = logging.getLogger("digitcls")
+log = logging.getLogger(__name__)
 
 # model_name -> torchvision's architecture name
 _ARCHITECTURES: dict[str, str] = {

@@ -16,8 +16,7 @@ import torch
 
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.model.module import load_classifier
-from tests.tiny import cli_env
-from tests.unit.test_sweep_e2e import data_paths, run_train
+from tests.helpers import cli_env, data_paths, run_train
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.tiny import TINY_TRAIN, cli_env
+from tests.helpers import TINY_TRAIN, cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

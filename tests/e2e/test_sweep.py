@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 
 from digitcls.summarize import main as summarize_main
-from tests.tiny import TINY_TRAIN, run_train
+from tests.helpers import TINY_TRAIN, data_paths, run_train
 
 FAST = ["+experiment=mbv3", *TINY_TRAIN]
-
-
-def data_paths(root: Path) -> list[str]:
-    return [f"{split}_path={root / split}" for split in ("train", "val", "test")]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

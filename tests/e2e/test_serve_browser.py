@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import draw_digits
-from tests.tiny import cli_env
+from tests.helpers import Served, cli_env, draw_digits, serving, varied_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,8 +33,6 @@ pytest.importorskip("litserve", reason="litserve is not installed: pip install -
 if not CHROMIUM.is_file():
     pytest.skip("Debian's chromium is not installed at /usr/bin/chromium: apt-get install -y chromium "
                 "(.ci/run installs it)", allow_module_level=True)
-
-from tests.served import Served, serving, varied_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.tiny import cli_env
+from tests.helpers import cli_env
 
 # python -m digitcls.predict, reporting its own peak resident memory (ru_maxrss is in KiB on Linux)
 MEASURED_PREDICT = """
