@@ -27,7 +27,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from digitcls.atomic import atomic_path, writer
-from digitcls.errors import CheckpointError, friendly_errors
+from digitcls.cli import friendly_errors
+from digitcls.errors import CheckpointError
 
 CONVERT_COMMAND = "python -m digitcls.checkpoints"
 
