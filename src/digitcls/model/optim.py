@@ -35,7 +35,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from digitcls.errors import ConfigError
-from digitcls.lightning_private import nested_schedulers
+from digitcls.private_apis import nested_schedulers
 
 # --------------------------------------------------------------------------------------------- optimizers
 
