@@ -87,9 +87,10 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         if self._requested:
             raise TrainingInterrupted(save=False)  # second Ctrl-C: stop now, keep the last completed save
         self._requested = True
-        # os.write, not print: a signal handler may interrupt a print to the same stream
+        # os.write to fd 2, not print: a signal handler may interrupt a print to the same stream, and
+        # sys.stderr may have no file descriptor (a notebook's, pytest's capture)
         os.write(
-            sys.stderr.fileno(),
+            2,
             b"\nCtrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to stop at once)\n",
         )
 
