@@ -27,7 +27,9 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from digitcls.atomic import atomic_path, writer
-from digitcls.errors import CheckpointError, friendly_errors
+from digitcls.cli import friendly_errors
+from digitcls.errors import CheckpointError
+from digitcls.private_apis import STATE_DICT_METADATA
 
 CONVERT_COMMAND = "python -m digitcls.checkpoints"
 
@@ -91,8 +93,8 @@ def to_plain(obj: Any, where: str = "checkpoint") -> Any:
         plain = OrderedDict() if isinstance(obj, OrderedDict) else {}
         for name, value in obj.items():
             plain[to_plain(name, where)] = to_plain(value, f"{where}[{name!r}]")
-        if hasattr(obj, "_metadata"):
-            plain._metadata = to_plain(obj._metadata, where)  # type: ignore[union-attr]
+        if hasattr(obj, STATE_DICT_METADATA):
+            setattr(plain, STATE_DICT_METADATA, to_plain(getattr(obj, STATE_DICT_METADATA), where))
         return plain
     if isinstance(obj, list | tuple | set | frozenset):
         items = [to_plain(value, f"{where}[{i}]") for i, value in enumerate(obj)]

@@ -1,21 +1,14 @@
 """User-facing errors: one clear paragraph and a non-zero exit, no traceback.
 
 Anything a user can fix (a bad config value, a missing folder, a broken file) raises
-:class:`DigitclsError`. Entry points wrap their ``main`` with :func:`friendly_errors`, which prints
-the message and exits with status 2; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+:class:`DigitclsError`; :func:`digitcls.cli.friendly_errors`, around every entry point, prints it and
+exits with status 2.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
-from collections.abc import Callable
-from typing import TypeVar
-
-F = TypeVar("F", bound=Callable)
-
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # what shells report for a program stopped by Ctrl-C (128 + SIGINT)
 
 
 class DigitclsError(Exception):
@@ -36,27 +29,3 @@ class BadImageError(DataError):
 
 class CheckpointError(DigitclsError):
     """A checkpoint or weights file is missing, truncated or not ours."""
-
-
-def full_errors_requested() -> bool:
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
-
-
-def report(error: BaseException) -> None:
-    print(f"error: {error}", file=sys.stderr)
-
-
-def friendly_errors(func: F) -> F:
-    """Turn a :class:`DigitclsError` escaping ``func`` into a message and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except DigitclsError as error:
-            if full_errors_requested():
-                raise
-            report(error)
-            sys.exit(EXIT_USER_ERROR)
-
-    return wrapper  # type: ignore[return-value]

@@ -25,7 +25,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from digitcls.cli import run_task
+from digitcls.cli import friendly_errors
 from digitcls.data.datamodule import ImageFolderDataset, collate_labelled
 from digitcls.data.folders import labelled_samples
 from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image
@@ -159,7 +159,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    return run_task(evaluate, cfg)["accuracy"]
+    return friendly_errors(evaluate)(cfg)["accuracy"]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from digitcls.atomic import atomic_path, writer
-from digitcls.cli import run_task
+from digitcls.cli import friendly_errors
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.runs import newest_best_checkpoint, writable_folder
 from digitcls.schema import validated
@@ -88,7 +88,7 @@ def export(cfg: DictConfig) -> list[Path]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    run_task(export, cfg)
+    friendly_errors(export)(cfg)
 
 
 if __name__ == "__main__":

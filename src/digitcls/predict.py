@@ -21,7 +21,7 @@ from rich.progress import track
 from torch.utils.data import DataLoader
 
 from digitcls.atomic import atomic_path, writer
-from digitcls.cli import run_task
+from digitcls.cli import friendly_errors
 from digitcls.data.datamodule import PredictFolderDataset
 from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image
 from digitcls.errors import DataError
@@ -134,7 +134,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
-    run_task(predict, cfg)
+    friendly_errors(predict)(cfg)
 
 
 if __name__ == "__main__":

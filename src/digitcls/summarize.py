@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from digitcls.errors import DataError, friendly_errors
+from digitcls.cli import friendly_errors
+from digitcls.errors import DataError
 from digitcls.reports.sweep import SUMMARY_MD, job_dirs, write_sweep_summary
 
 

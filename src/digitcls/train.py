@@ -21,7 +21,7 @@ from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
 from digitcls.callbacks.precise_bn import PreciseBatchNorm
 from digitcls.checkpoints import read_checkpoint
-from digitcls.cli import run_task
+from digitcls.cli import friendly_errors
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
 from digitcls.data.transforms import parse_img_size
@@ -211,7 +211,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run_task(train, cfg)["best_val_acc"]
+    return friendly_errors(train)(cfg)["best_val_acc"]
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import nbformat
@@ -46,19 +45,14 @@ def _tiny_classifier() -> DigitClassifier:
     return model.eval()
 
 
-def _fake_trainer() -> SimpleNamespace:
-    """Lightning's save needs a fitted Trainer; only the file the writer is handed matters here."""
-    return SimpleNamespace(is_global_zero=True, save_checkpoint=lambda path, *a: Path(path).write_bytes(b"ckpt"))
-
-
 # registered writer -> how to call it on a target path
 CASES: dict[str, Callable[[Path], object]] = {
     "digitcls.atomic.write_bytes": lambda target: atomic.write_bytes(target, b"new"),
     "digitcls.reports.plots.save_figure": lambda target: plots.save_figure(plt.figure(), target),
     "digitcls.predict.write_csv_atomically": lambda target: predict.write_csv_atomically(
         pd.DataFrame({"image_id": ["a.png"], "label": ["1"], "confidence": [0.9]}), target),
-    "digitcls.callbacks.checkpoint.save_checkpoint_atomically": lambda target: checkpoint.save_checkpoint_atomically(
-        _fake_trainer(), target),  # type: ignore[arg-type]
+    "digitcls.callbacks.checkpoint.AtomicCheckpointIO.save_checkpoint": lambda target: (
+        checkpoint.AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(1)}}, target)),
     "digitcls.data.cache.save_split": lambda target: cache.save_split(
         target, torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.long)),
     "digitcls.export.export_onnx": lambda target: export.export_onnx(_tiny_classifier(), target),
@@ -133,6 +127,7 @@ NOT_FILES = {"self", "handle", "table", "stream", "sys", "os", "log", "logger", 
 REVIEWED = {
     ("data/prepare.py", "_write_png"): "PNGs of a split written in a temporary folder, swapped in whole",
     ("data/prepare.py", "_exclusive"): "an empty lock file, never read",
+    ("callbacks/checkpoint.py", "_after_save"): "last.ckpt through the AtomicCheckpointIO that BestCheckpoint installs",
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from digitcls.callbacks.checkpoint import BestCheckpoint
+from digitcls.callbacks.checkpoint import AtomicCheckpointIO, BestCheckpoint
 
 VAL_ACC = [0.5, 0.7, 0.6, 0.8, 0.4]  # improves at epochs 0, 1, 3; epoch 4 is the newest and the worst
 
@@ -37,10 +37,12 @@ class FilesAfterEachEpoch(L.Callback):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.seen: list[set[str]] = []
+        self.last_epochs: list[int] = []  # the epoch last.ckpt holds when the next epoch starts
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch > 0:
             self.seen.append(files(self.folder))
+            self.last_epochs.append(torch.load(self.folder / "last.ckpt", weights_only=False)["epoch"])
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.seen.append(files(self.folder))
@@ -77,6 +79,10 @@ def test_checkpoint_flags(
     trainer.fit(ScriptedValAcc(), data, data)
 
     assert recorder.seen == [{name(e) for e in kept} for kept in kept_after_each_epoch]
+    # rewritten after every epoch, improved or not (epoch 2 and 4 are worse than the best)
+    assert recorder.last_epochs == list(range(len(VAL_ACC) - 1))
+    assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+    assert not list(folder.glob(".*.tmp"))
     assert Path(checkpoint.best_model_path).name == name(3)  # the best, whatever the flags
     assert float(checkpoint.best_model_score) == pytest.approx(0.8)
     assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == len(VAL_ACC) - 1

@@ -14,19 +14,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from torchvision.datasets.utils import calculate_md5
 
 from digitcls.data import prepare
 from digitcls.data.prepare import (
     TEST_LABELS,
     TRAIN_IMAGES,
     ensure_prepared,
-    parse_idx,
     prepare_dataset,
     read_idx_gz,
     stratified_val_indices,
 )
 from digitcls.errors import ConfigError, DataError
-from tests.helpers import idx_bytes
+from tests.helpers import idx_bytes, write_idx_gz
 
 SPLITS = ("train", "val", "test")
 
@@ -42,34 +42,36 @@ def prepare_tiny(raw: Path, out: Path, **kwargs) -> dict[str, int]:
 # ----------------------------------------------------------------------------- IDX parsing
 
 
-def test_parse_idx_round_trip() -> None:
-    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    np.testing.assert_array_equal(parse_idx(idx_bytes(array), "x"), array)
-
-
-def test_parse_idx_big_endian_int32() -> None:
-    values = np.array([1, -2, 70000], dtype=">i4")
-    data = bytes([0, 0, 0x0C, 1]) + (3).to_bytes(4, "big") + values.tobytes()
-    assert parse_idx(data, "x").tolist() == [1, -2, 70000]
+def test_read_idx_gz_round_trip(tmp_path: Path) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    labels = np.array([3, 1, 4], dtype=np.uint8)
+    np.testing.assert_array_equal(read_idx_gz(write_idx_gz(tmp_path / TRAIN_IMAGES, images)), images)
+    np.testing.assert_array_equal(read_idx_gz(write_idx_gz(tmp_path / TEST_LABELS, labels)), labels)
 
 
 @pytest.mark.parametrize(
-    ("data", "words"),
+    ("name", "data", "words"),
     [
-        (b"", ["f.idx", "not an IDX file", "magic"]),
-        (b"\x01\x00\x08\x01" + b"\x00" * 8, ["f.idx", "magic", "01000801"]),
-        (b"\x00\x00\x07\x01" + b"\x00" * 8, ["f.idx", "magic"]),
-        (b"\x00\x00\x08\x03\x00\x00", ["f.idx", "header is truncated"]),
-        (idx_bytes(np.zeros((4, 5, 5), np.uint8))[:-7], ["f.idx", "truncated", "(4, 5, 5)"]),
-        (idx_bytes(np.zeros((4,), np.uint8)) + b"\x00", ["f.idx", "trailing bytes"]),
+        (TRAIN_IMAGES, b"", ["not a valid IDX images file", "magic number empty", "00000803"]),
+        (TRAIN_IMAGES, b"\x01\x00\x08\x01" + b"\x00" * 8, ["magic number 01000801"]),
+        (TRAIN_IMAGES, b"\x00\x00\x07\x01" + b"\x00" * 8, ["magic number 00000701"]),
+        (TRAIN_IMAGES, b"\x00\x00\x08\x03\x00\x00", ["magic number 00000803", "6 bytes"]),
+        (TRAIN_IMAGES, idx_bytes(np.zeros((4, 5, 5), np.uint8))[:-7], ["magic number 00000803", "109 bytes"]),
+        (TRAIN_IMAGES, idx_bytes(np.zeros((4, 5, 5), np.uint8)) + b"\x00", ["magic number 00000803", "117 bytes"]),
+        (TRAIN_IMAGES, idx_bytes(np.zeros((4,), np.uint8)), ["not a valid IDX images file", "dimension"]),
+        (TEST_LABELS, idx_bytes(np.zeros((4, 5, 5), np.uint8)), ["not a valid IDX labels file", "00000801"]),
     ],
-    ids=["empty", "bad-magic", "bad-type", "short-header", "truncated", "trailing"],
+    ids=["empty", "bad-magic", "bad-type", "short-header", "truncated", "trailing", "labels-as-images", "images-as-labels"],
 )
-def test_parse_idx_errors_name_the_file(data: bytes, words: list[str]) -> None:
+def test_bad_idx_files_name_the_file(tmp_path: Path, name: str, data: bytes, words: list[str]) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data))
     with pytest.raises(DataError) as caught:
-        parse_idx(data, "f.idx")
+        read_idx_gz(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
     for word in words:
-        assert word in str(caught.value)
+        assert word in message
 
 
 def test_corrupt_and_truncated_gzip_name_the_file(tmp_path: Path) -> None:
@@ -79,14 +81,6 @@ def test_corrupt_and_truncated_gzip_name_the_file(tmp_path: Path) -> None:
         path.write_bytes(data)
         with pytest.raises(DataError, match=f"{name}.*corrupt or truncated gzip"):
             read_idx_gz(path)
-
-
-def test_known_md5_table_equals_torchvision() -> None:
-    from torchvision.datasets import KMNIST, MNIST, FashionMNIST
-
-    for dataset in (MNIST, FashionMNIST, KMNIST):
-        for filename, md5 in dataset.resources:
-            assert prepare.KNOWN_MD5[filename][md5] == dataset.__name__
 
 
 # ----------------------------------------------------------------------------- raw files
@@ -149,8 +143,8 @@ def test_file_shaped_like_mnist_with_unknown_md5_is_refused(
 def test_known_md5_names_the_dataset_in_the_manifest(
     tiny_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    md5 = prepare.file_md5(tiny_idx_dir / TRAIN_IMAGES)
-    monkeypatch.setitem(prepare.KNOWN_MD5, TRAIN_IMAGES, {md5: "FashionMNIST"})
+    md5 = calculate_md5(tiny_idx_dir / TRAIN_IMAGES)
+    monkeypatch.setitem(prepare.KNOWN_MD5, (TRAIN_IMAGES, md5), "FashionMNIST")
     prepare_tiny(tiny_idx_dir, tmp_path / "out")
     assert prepare.read_manifest(tmp_path / "out")["dataset"] == "FashionMNIST"
 

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from weakref import proxy
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
 from digitcls.atomic import atomic_path, writer
 
 
-@writer
-def save_checkpoint_atomically(trainer: L.Trainer, path: str | Path, weights_only: bool = False) -> None:
-    """``trainer.save_checkpoint`` into a temporary file beside ``path``, then rename it over ``path``.
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but into a temporary file beside ``path`` that is then renamed over it.
 
-    Lightning writes to a file in the *system* temp folder and ``shutil.move``s it: a rename only when that
-    folder is on the checkpoint's filesystem; otherwise a copy into the final name, which a kill or a full
-    disk leaves truncated. A temporary file in the same folder makes the rename always atomic: readers (and
-    ``resume=true``) see the old checkpoint or the new one, never half of one. All ranks must call this
-    (saving has a barrier); only global rank 0 writes, so only it renames.
+    Lightning writes to a file in the *system* temp folder and moves it: a rename only when that folder is on
+    the checkpoint's filesystem; otherwise a copy into the final name, which a kill or a full disk leaves
+    truncated. Beside the target the rename is always atomic: readers (and ``resume=true``) see the old
+    checkpoint or the new one. Lightning calls it on global rank 0 only; :class:`BestCheckpoint` installs it.
     """
-    with atomic_path(path, commit=trainer.is_global_zero) as tmp:
-        trainer.save_checkpoint(tmp, weights_only)
+
+    @writer
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -42,10 +46,11 @@ class BestCheckpoint(ModelCheckpoint):
     false           false           one per epoch, none deleted
     =============== =============== ===========================================================
 
-    ``last.ckpt`` is rewritten at the end of *every* epoch. (Lightning 2.6 rewrites it only when a top-k
-    file was saved in the same step, i.e. only when val_acc improved: a run killed after a few epochs without
-    improvement would resume from the last improvement, not from where it stopped.) Every file is written
-    atomically (:func:`save_checkpoint_atomically`).
+    ``last.ckpt`` is rewritten at the end of *every* epoch, after the epoch's own file, by this class rather
+    than by Lightning's ``save_last`` (Lightning 2.6 rewrites it only when a top-k file was saved in the same
+    step, i.e. only when val_acc improved: a run killed after a few epochs without improvement would resume
+    from the last improvement, not from where it stopped). Every file is written atomically
+    (:class:`AtomicCheckpointIO`, installed in :meth:`setup`).
     """
 
     def __init__(self, dirpath: str | Path, model_name: str, save_best_only: bool, save_one_only: bool) -> None:
@@ -56,10 +61,21 @@ class BestCheckpoint(ModelCheckpoint):
             monitor="val_acc",
             mode="max",
             save_top_k=1 if save_best_only and save_one_only else -1,
-            save_last=True,
         )
         self.improvements_only = save_best_only and not save_one_only
         self.newest_and_best_only = save_one_only and not save_best_only
+        self.last_saved_step = 0  # global step of the last last.ckpt (none before the first step)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # every save of the run (this callback's, the Ctrl-C one, Lightning's) through the atomic writer;
+        # a checkpoint_io the user configured (sharded, asynchronous, remote) is left alone
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    @property
+    def last_path(self) -> str:
+        return os.path.join(self.dirpath or ".", self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if self.improvements_only and current is not None and self.best_model_score is not None:
@@ -67,38 +83,25 @@ class BestCheckpoint(ModelCheckpoint):
             return trainer.strategy.reduce_boolean_decision(improved)
         return super().check_monitor_top_k(trainer, current)
 
-    def _update_best_and_save(
-        self, current: torch.Tensor, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]
-    ) -> None:
-        super()._update_best_and_save(current, trainer, monitor_candidates)
-        if self.newest_and_best_only:  # the previous epoch's file goes, unless it is the best
-            keep = {self.best_model_path, self._last_checkpoint_saved}
-            for path in [path for path in self.best_k_models if path not in keep]:
-                self.best_k_models.pop(path)
-                if self._should_remove_checkpoint(trainer, path, self._last_checkpoint_saved):
-                    self._remove_checkpoint(trainer, path)
-
+    # Lightning saves the epoch's file in one of these two hooks (which one depends on the validation setup)
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        before = set(self.best_k_models)
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_unless_saved(trainer)
+        self._after_save(trainer, before)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        before = set(self.best_k_models)
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_unless_saved(trainer)
+        self._after_save(trainer, before)
 
-    def _save_last_unless_saved(self, trainer: L.Trainer) -> None:
-        # skipped when this step was saved already (then last.ckpt was too), in the sanity check, etc.
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        # ModelCheckpoint._save_checkpoint (Lightning 2.6) with the write made atomic; loggers are told
-        # only once the file is in place, since some of them upload it
-        save_checkpoint_atomically(trainer, filepath, self.save_weights_only)
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
+    def _after_save(self, trainer: L.Trainer, before: set[str]) -> None:
+        if self.newest_and_best_only:  # the previous epoch's file goes, unless it is the best
+            keep = {self.best_model_path} | (set(self.best_k_models) - before)
+            for path in [path for path in self.best_k_models if path not in keep]:
+                self.best_k_models.pop(path)
+                trainer.strategy.remove_checkpoint(path)
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.fast_dev_run
+        if fitting and trainer.global_step != self.last_saved_step:
+            self.last_model_path = self.last_path  # set before saving: it is part of the saved state
+            trainer.save_checkpoint(self.last_model_path, self.save_weights_only)
+            self.last_saved_step = trainer.global_step

@@ -11,6 +11,7 @@ from torch.optim import Optimizer
 
 from digitcls.errors import ConfigError
 from digitcls.model.optim import adopt_new_param_groups
+from digitcls.private_apis import BatchNorm
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def body_of(pl_module: pl.LightningModule) -> nn.Module:
 
 
 def _batchnorms(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m for m in module.modules() if isinstance(m, BatchNorm)]
 
 
 class FreezeBackbone(BaseFinetuning):

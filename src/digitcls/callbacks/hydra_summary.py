@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from digitcls import atomic
 from digitcls.errors import DigitclsError
+from digitcls.private_apis import failed_job_error
 from digitcls.reports.sweep import JOB_STATUS_FILE, SUMMARY_MD, write_sweep_summary
 
 log = logging.getLogger("digitcls.sweep")
@@ -73,8 +74,7 @@ class SweepSummary(Callback):
         output_dir = config.hydra.runtime.output_dir
         wall_time = time.perf_counter() - self._started.pop(output_dir, time.perf_counter())
         failed = job_return.status == JobStatus.FAILED
-        # the exception itself: the public return_value property re-raises it
-        error: BaseException | None = job_return._return_value if failed else None
+        error: BaseException | None = failed_job_error(job_return) if failed else None
         if is_global_rank_zero():
             write_job_status(Path(output_dir), config.hydra.job.num, error, wall_time)
         if error is not None:

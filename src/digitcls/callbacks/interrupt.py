@@ -3,69 +3,58 @@
 Lightning alone catches ``KeyboardInterrupt`` wherever it lands (possibly half-way through an optimizer
 step), calls the callbacks' ``on_exception`` and then ``sys.exit(1)``. This callback instead turns the first
 Ctrl-C into a request, honoured at the next batch boundary, where the state is consistent (the same point
-``ModelCheckpoint(every_n_train_steps=...)`` saves at, which Lightning resumes mid-epoch):
+``ModelCheckpoint(every_n_train_steps=...)`` saves at, which Lightning resumes mid-epoch), by raising
+:class:`TrainingInterrupted`, a ``SystemExit(130)``. Lightning then runs its cleanup for it (callbacks'
+``on_exception``, loggers' ``finalize`` so metrics.csv is flushed, teardown) and re-raises; nothing above
+catches ``SystemExit``, so the process ends with status 130 (128 + SIGINT) and no traceback.
 
-1. save ``<checkpoint dir>/last.ckpt`` (temporary file beside it, then rename);
-2. print ``interrupted: saved <path>; resume with resume=true`` on stderr;
-3. raise :class:`TrainingInterrupted`, a ``SystemExit(130)``: Lightning still runs its cleanup for it
-   (callbacks' ``on_exception``, loggers' ``finalize`` so metrics.csv is flushed, teardown) and re-raises;
-   nothing above catches ``SystemExit``, so the process ends with status 130 (128 + SIGINT) and no traceback.
-
-A second Ctrl-C stops at once without saving (the last completed save stays). A ``KeyboardInterrupt``
-that bypasses the handler (training outside the main thread) still gets ``last.ckpt`` saved on the way
-out, as does Lightning's ``SIGTERMException``; Lightning then chooses the exit status.
+The save is Lightning's :class:`OnExceptionCheckpoint` writing ``<checkpoint dir>/last.ckpt`` (atomically
+with :class:`~digitcls.callbacks.checkpoint.AtomicCheckpointIO`), limited to interruptions: Ctrl-C, a
+``KeyboardInterrupt`` that bypassed the handler (training outside the main thread) and Lightning's
+``SIGTERMException``; any other error leaves the previous ``last.ckpt`` as it was. A second Ctrl-C stops
+at once without saving.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from digitcls.callbacks.checkpoint import save_checkpoint_atomically
-
-log = logging.getLogger("digitcls")
-
-EXIT_INTERRUPTED = 130  # what shells report for a program stopped by Ctrl-C (128 + SIGINT)
-LAST = "last.ckpt"
+from digitcls.callbacks.checkpoint import BestCheckpoint
+from digitcls.errors import EXIT_INTERRUPTED
 
 
 class TrainingInterrupted(SystemExit):
-    """Training stopped on Ctrl-C; ``path`` is the checkpoint to resume from (None: nothing was saved)."""
+    """Training stopped on Ctrl-C; ``save``: whether ``last.ckpt`` is to be written on the way out."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, save: bool) -> None:
         super().__init__(EXIT_INTERRUPTED)
-        self.path = path
+        self.save = save
 
 
-class InterruptCheckpoint(Callback):
-    """Ctrl-C → save ``last.ckpt`` next to ``checkpoint``'s files at the next batch boundary and stop.
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Ctrl-C → stop at the next batch boundary and save ``last.ckpt`` beside ``checkpoint``'s files.
 
-    ``checkpoint`` is the run's :class:`ModelCheckpoint`: its folder is where ``resume=true`` looks, and its
-    ``last_model_path`` must name the file we write, or on resume Lightning's version counter would write
-    ``last-v1.ckpt`` beside the file ``resume=true`` keeps finding.
+    ``checkpoint``'s folder is where ``resume=true`` looks, and its ``last_model_path`` is set to the file
+    written here, so the resumed run keeps rewriting that file.
     """
 
-    def __init__(self, checkpoint: ModelCheckpoint) -> None:
+    def __init__(self, checkpoint: BestCheckpoint) -> None:
+        super().__init__(os.path.dirname(checkpoint.last_path), filename=checkpoint.CHECKPOINT_NAME_LAST)
         self.checkpoint = checkpoint
         self._requested = False
         self._active = False
         self._pid: int | None = None
         self._previous: Any = None
-
-    @property
-    def last_path(self) -> Path:
-        return Path(self.checkpoint.dirpath or ".") / LAST
 
     # ------------------------------------------------------------------ the SIGINT handler
 
@@ -96,11 +85,12 @@ class InterruptCheckpoint(Callback):
                 return
             raise KeyboardInterrupt
         if self._requested:
-            raise TrainingInterrupted(None)  # second Ctrl-C: stop now, keep the last completed save
+            raise TrainingInterrupted(save=False)  # second Ctrl-C: stop now, keep the last completed save
         self._requested = True
-        # os.write, not print: a signal handler may interrupt a print to the same stream
+        # os.write to fd 2, not print: a signal handler may interrupt a print to the same stream, and
+        # sys.stderr may have no file descriptor (a notebook's, pytest's capture)
         os.write(
-            sys.stderr.fileno(),
+            2,
             b"\nCtrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to stop at once)\n",
         )
 
@@ -121,53 +111,37 @@ class InterruptCheckpoint(Callback):
         requested = self._requested
         self._restore()
         if requested:  # Ctrl-C after the last batch: training is complete and last.ckpt is its final state
-            raise self._stopped(trainer, self.last_path if self.last_path.is_file() else None)
+            self._requested = False  # not a second Ctrl-C
+            self._report(trainer, saved=os.path.isfile(self.ckpt_path))
+            raise TrainingInterrupted(save=False)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore()
-        if isinstance(exception, TrainingInterrupted):
-            if exception.path is None and trainer.is_global_zero:
-                kept = f"{self.last_path} is kept" if self.last_path.is_file() else "no last.ckpt was written yet"
-                print(f"interrupted again: stopped without saving; {kept}", file=sys.stderr, flush=True)
-            return
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and self._fitting(trainer):
-            path = self.save(trainer)
-            if trainer.is_global_zero:
-                print(f"interrupted: saved {path}; resume with resume=true", file=sys.stderr, flush=True)
+        try:
+            if isinstance(exception, TrainingInterrupted) and not exception.save:
+                if self._requested and trainer.is_global_zero:
+                    kept = f"{self.ckpt_path} is kept" if os.path.isfile(self.ckpt_path) else "no last.ckpt yet"
+                    print(f"interrupted again: stopped without saving; {kept}", file=sys.stderr, flush=True)
+                return
+            if isinstance(exception, (TrainingInterrupted, KeyboardInterrupt, SIGTERMException)):
+                saving = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+                if saving:  # not in trainer.test (the model holds the best weights then) nor the sanity check
+                    self.checkpoint.last_model_path = self.ckpt_path  # part of the saved state
+                    super().on_exception(trainer)
+                self._report(trainer, saved=saving)
+        finally:
+            self._restore()  # after the save: a second Ctrl-C while saving still means "stop now"
 
-    # ------------------------------------------------------------------ saving
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Keep the file: OnExceptionCheckpoint deletes it at a normal end, but here it is ``last.ckpt``."""
 
-    @staticmethod
-    def _fitting(trainer: L.Trainer) -> bool:
-        """Saving makes sense only while fitting: not in trainer.test (the model holds the best weights
-        then, not the training state) and not in the sanity check (nothing trained yet)."""
-        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+    # ------------------------------------------------------------------ helpers
 
     def _stop_if_requested(self, trainer: L.Trainer) -> None:
         # every rank must agree, or one would wait in save_checkpoint's barrier while another trains on
-        if not trainer.strategy.reduce_boolean_decision(self._requested, all=False):
-            return
-        # the handler stays until on_exception: a second Ctrl-C while saving still means "stop now"
-        raise self._stopped(trainer, self.save(trainer) if self._fitting(trainer) else None)
+        if trainer.strategy.reduce_boolean_decision(self._requested, all=False):
+            raise TrainingInterrupted(save=True)
 
-    def _stopped(self, trainer: L.Trainer, path: Path | None) -> TrainingInterrupted:
+    def _report(self, trainer: L.Trainer, saved: bool) -> None:
         if trainer.is_global_zero:
-            if path is None:
-                print("interrupted before any training step: nothing saved", file=sys.stderr, flush=True)
-            else:
-                print(f"interrupted: saved {path}; resume with resume=true", file=sys.stderr, flush=True)
-        return TrainingInterrupted(path)
-
-    def save(self, trainer: L.Trainer) -> Path:
-        """Write ``last.ckpt`` atomically (all ranks call it: saving has a barrier) and return its path."""
-        path = self.last_path
-        # recorded before saving, as ModelCheckpoint does, because it is part of the saved state
-        self.checkpoint.last_model_path = str(path)
-        save_checkpoint_atomically(trainer, path)
-        log.info(
-            "Ctrl-C: saved the training state at epoch %d, step %d to %s",
-            trainer.current_epoch,
-            trainer.global_step,
-            path,
-        )
-        return path
+            message = f"saved {self.ckpt_path}; resume with resume=true" if saved else "nothing saved"
+            print(f"interrupted: {message}", file=sys.stderr, flush=True)

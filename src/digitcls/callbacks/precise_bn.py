@@ -19,14 +19,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from digitcls.errors import ConfigError
+from digitcls.private_apis import BatchNorm
 
 
 @torch.no_grad()
 def recompute_batchnorm_statistics(
-    model: nn.Module, layers: list[_BatchNorm], inputs: Iterable[Tensor]
+    model: nn.Module, layers: list[BatchNorm], inputs: Iterable[Tensor]
 ) -> int:
     """Reset ``layers``' running statistics to the cumulative average of their statistics on ``inputs``.
 
@@ -78,13 +78,13 @@ class PreciseBatchNorm(Callback):
     def __init__(self, batches: int) -> None:
         super().__init__()
         self.batches = batches
-        self._layers: list[_BatchNorm] = []
+        self._layers: list[BatchNorm] = []
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         # by validation time Lightning has put every module in eval mode: remember which ones train
-        self._layers = [m for m in pl_module.modules() if isinstance(m, _BatchNorm) and m.training]
+        self._layers = [m for m in pl_module.modules() if isinstance(m, BatchNorm) and m.training]
 
     def on_validation_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0

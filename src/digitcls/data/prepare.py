@@ -10,7 +10,7 @@ Written under ``out_dir``::
 Raw files are the four ``*-ubyte.gz`` files with MNIST's names, looked for in ``<raw_dir>/MNIST/raw/``
 (torchvision's layout) and then in ``<raw_dir>`` itself; missing ones are downloaded with torchvision's
 MD5-checked code. Any IDX dataset with those names works (Fashion-MNIST, KMNIST, ...): every file is checked
-by its gzip CRC and IDX structure, and a file with MNIST's exact dimensions must also carry one of the MD5s
+by its gzip CRC and torchvision's IDX reader, and a file with MNIST's exact dimensions must also carry one of the MD5s
 torchvision knows for MNIST, Fashion-MNIST or KMNIST (``--no-md5-check`` turns that last check off).
 
 Idempotent: the same raw files, val_size and seed -> nothing to do. Atomic: the splits are built in a
@@ -20,12 +20,11 @@ temporary folder inside ``out_dir`` and renamed into place only when complete.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -37,9 +36,13 @@ from typing import Any
 import cv2
 import numpy as np
 from rich.progress import track
+from torchvision.datasets import KMNIST, MNIST, FashionMNIST
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import calculate_md5, extract_archive
 
 from digitcls import atomic
-from digitcls.errors import ConfigError, DataError, friendly_errors
+from digitcls.cli import friendly_errors
+from digitcls.errors import ConfigError, DataError
 
 try:
     import fcntl
@@ -60,30 +63,8 @@ OFFICIAL_SHAPES = {
     TEST_IMAGES: (10000, 28, 28),
     TEST_LABELS: (10000,),
 }
-# file name -> {md5: dataset}: the checksums torchvision's MNIST, FashionMNIST and KMNIST `.resources` check
-# (copied because importing torchvision takes seconds; a unit test keeps them equal to torchvision's)
-KNOWN_MD5 = {
-    TRAIN_IMAGES: {
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873": "MNIST",
-        "8d4fb7e6c68d591d4c3dfef9ec88bf0d": "FashionMNIST",
-        "bdb82020997e1d708af4cf47b453dcf7": "KMNIST",
-    },
-    TRAIN_LABELS: {
-        "d53e105ee54ea40749a09fcbcd1e9432": "MNIST",
-        "25c81989df183df01b3e8a0aad5dffbe": "FashionMNIST",
-        "e144d726b3acfaa3e44228e80efcd344": "KMNIST",
-    },
-    TEST_IMAGES: {
-        "9fb629c4189551a2d022fa330f9573f3": "MNIST",
-        "bef4ecab320f06d8554ea6380940ec79": "FashionMNIST",
-        "5c965bf0a639b31b8f53240b1b52f4d7": "KMNIST",
-    },
-    TEST_LABELS: {
-        "ec29112dd5afa0611ce80d1b7f02629c": "MNIST",
-        "bb300cfdad3c16e7a12a480ee83cd310": "FashionMNIST",
-        "7320c461ea6c1c855c0b718fb2a4b134": "KMNIST",
-    },
-}
+# (file name, md5) -> dataset: the checksums torchvision's MNIST, FashionMNIST and KMNIST downloads check
+KNOWN_MD5 = {(name, md5): dataset.__name__ for dataset in (MNIST, FashionMNIST, KMNIST) for name, md5 in dataset.resources}
 SPLITS = ("train", "val", "test")
 MANIFEST = ".prepared.json"
 MANIFEST_VERSION = 1
@@ -91,54 +72,33 @@ TMP_DIR = ".prepare-tmp"  # built here, renamed into place when complete
 LOCK = ".prepare.lock"
 CHUNK = 1000  # images per thread-pool task: large enough to amortise the task overhead
 
-# IDX type code -> numpy dtype (multi-byte values are big-endian)
-IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
 
 # --------------------------------------------------------------------------- IDX files
 
 
-def parse_idx(data: bytes, source: str) -> np.ndarray:
-    """Decode uncompressed IDX bytes: magic (0, 0, type, ndim), ndim big-endian uint32 sizes, the values."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
-        raise DataError(
-            f"{source}: not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
-            "expected e.g. 00000803 for images, 00000801 for labels."
-        )
-    dtype = np.dtype(IDX_DTYPES[data[2]])
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{source}: IDX header is truncated or declares {ndim} dimensions.")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(data) != expected:
-        problem = "is truncated" if len(data) < expected else "has trailing bytes"
-        raise DataError(
-            f"{source}: IDX data {problem}: dimensions {dims} need {expected:,} bytes, the file has "
-            f"{len(data):,}. Replace the file (delete it to download it again)."
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
 def read_idx_gz(path: Path) -> np.ndarray:
-    """Read and decode a gzip-compressed IDX file; a corrupt or truncated gzip names the file."""
-    try:
-        data = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, zlib.error) as error:
-        raise DataError(
-            f"{path}: corrupt or truncated gzip file ({error}). Delete it so it is downloaded again, "
-            "or copy an intact file."
-        ) from None
-    return parse_idx(data, str(path))
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """A gzip-compressed IDX file, decompressed and decoded by torchvision's MNIST code (which reads only
+    uncompressed files, so it gets a copy in a temporary folder: the raw folder may be read-only)."""
+    kind, reader = ("images", read_image_file) if "-images-" in path.name else ("labels", read_label_file)
+    with tempfile.TemporaryDirectory(prefix="digitcls-idx-") as scratch:
+        try:
+            plain = extract_archive(str(path), scratch)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(
+                f"{path}: corrupt or truncated gzip file ({error}). Delete it so it is downloaded again, "
+                "or copy an intact file."
+            ) from None
+        try:
+            return reader(plain).numpy()
+        except (AssertionError, ValueError, TypeError, RuntimeError) as error:
+            with open(plain, "rb") as stream:
+                magic = stream.read(4).hex() or "empty"
+            detail = f"; {error}" if str(error) else ""
+            raise DataError(
+                f"{path}: not a valid IDX {kind} file (magic number {magic}, {os.path.getsize(plain):,} bytes "
+                f"uncompressed{detail}); MNIST's {kind} start with {'00000803' if kind == 'images' else '00000801'} "
+                "and hold exactly the bytes their dimensions need. Replace the file (delete it to download it again)."
+            ) from None
 
 
 # --------------------------------------------------------------------------- raw files
@@ -163,8 +123,6 @@ def _missing_raw_message(raw_dir: Path, why: str) -> str:
 
 def download_raw_files(raw_dir: Path) -> None:
     """torchvision's own MNIST download: mirrors, MD5 check, and nothing fetched for files already intact."""
-    from torchvision.datasets import MNIST
-
     log.info("downloading MNIST into %s with torchvision", raw_dir / "MNIST" / "raw")
     try:
         MNIST(root=str(raw_dir), train=False, download=True)  # train=False: loads only the small test set
@@ -174,7 +132,7 @@ def download_raw_files(raw_dir: Path) -> None:
 
 
 def raw_fingerprint(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {name: {"md5": file_md5(path), "size": path.stat().st_size} for name, path in files.items()}
+    return {name: {"md5": calculate_md5(path), "size": path.stat().st_size} for name, path in files.items()}
 
 
 def load_raw(
@@ -198,7 +156,7 @@ def load_raw(
 
 def _check_md5(path: Path, md5: str, shape: tuple[int, ...]) -> str | None:
     """The dataset a file's MD5 identifies; a file shaped like MNIST's with an unknown MD5 is an error."""
-    dataset = KNOWN_MD5[path.name].get(md5)
+    dataset = KNOWN_MD5.get((path.name, md5))
     if dataset is None and shape == OFFICIAL_SHAPES[path.name]:
         raise DataError(
             f"{path}: MD5 {md5} matches none of the checksums torchvision uses for {path.name} "
@@ -209,14 +167,6 @@ def _check_md5(path: Path, md5: str, shape: tuple[int, ...]) -> str | None:
 
 
 def _check_pair(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(
-            f"{images_path}: expected N x H x W unsigned bytes, got shape {images.shape} of {images.dtype}."
-        )
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataError(
-            f"{labels_path}: expected a vector of integer labels, got shape {labels.shape} of {labels.dtype}."
-        )
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels."

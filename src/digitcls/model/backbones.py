@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
+from torchvision.models.mobilenetv3 import MobileNetV3
 
 from digitcls.checkpoints import read_checkpoint
 from digitcls.errors import CheckpointError
+from digitcls.private_apis import BatchNorm, mobilenet_v3_blocks
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def build_backbone(
     The arguments are trusted: :mod:`digitcls.schema` checked them.
     """
     # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
-    blocks, last_channel = _mobilenet_v3_conf(_ARCHITECTURES[model_name])
+    blocks, last_channel = mobilenet_v3_blocks(_ARCHITECTURES[model_name])
     strided = [block for block in blocks if block.stride == 2]
     for block in strided[: OUTPUT_STRIDES.index(output_stride)]:
         block.stride = 1
@@ -62,7 +63,7 @@ def build_backbone(
     # torchvision builds every BatchNorm with momentum=0.01: after a short run the running statistics
     # lag far behind the weights and eval accuracy collapses (26.9 % test after one MNIST epoch).
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, BatchNorm):
             module.momentum = bn_momentum
     return model
 

@@ -1,22 +1,8 @@
 """Optimizers by name and learning-rate schedules from the tutorial's one-string grammar.
 
-Grammar of ``scheduler`` (whole-string matches; the first word is case-insensitive):
-
-================== ======================= ================================================================
-form               example                 meaning
-================== ======================= ================================================================
-default-F-P        default-0.1-3           ReduceLROnPlateau on ``val_acc``: lr *= F after P epochs without
-                                           improvement (0 < F < 1, P >= 0)
-step-S-G           step-10-0.5             StepLR: lr *= G every S epochs (S >= 1, 0 < G <= 1, G a float)
-SGDR-T0-TMULT      SGDR-5-2                cosine annealing with warm restarts: first cycle T0 epochs, each
-                                           next one TMULT times longer (integers >= 1)
-multi-M1,M2,...-G  multi-10,20-0.1         MultiStepLR: lr *= G at epochs M1 < M2 < ...; ``multi-10_20-0.1``
-                                           is the same (Hydra reads a bare comma as a sweep separator, so
-                                           write ``_`` or quote: ``'scheduler="multi-10,20-0.1"'``)
-cosine             cosine                  CosineAnnealingLR from learning_rate to 0 over the epochs
-onecycle           onecycle                OneCycleLR stepped per batch, peak lr = learning_rate
-none               none                    constant learning_rate
-================== ======================= ================================================================
+Both are tables: :data:`OPTIMIZERS` (name → class and default arguments) and :data:`SCHEDULER_FORMS` (the
+grammar: pattern, parser and documentation of each form). The README's scheduler table and the error for a
+bad ``scheduler`` are generated from the latter (``python -m digitcls.model.optim`` prints the table).
 
 ``warmup_epoch = W > 0`` ramps the lr linearly, batch by batch, from ``learning_rate / 10`` to
 ``learning_rate`` over the first W epochs, for every form. The main schedule then starts its own clock at
@@ -28,7 +14,7 @@ pct_start = W / epochs, from learning_rate / 10 (cosine-shaped: its middle is th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, SupportsFloat
 
@@ -49,28 +35,27 @@ from torch.optim.lr_scheduler import (
 )
 
 from digitcls.errors import ConfigError
+from digitcls.private_apis import nested_schedulers
 
 # --------------------------------------------------------------------------------------------- optimizers
 
-_OPTIMIZERS: dict[str, Callable[[Iterable, float, float], Optimizer]] = {
-    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-    "sgd": lambda params, lr, wd: torch.optim.SGD(
-        params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True
-    ),
-    "adabelief": lambda params, lr, wd: AdaBelief(params, lr=lr, weight_decay=wd),
-    "ranger": lambda params, lr, wd: Ranger(params, lr=lr, weight_decay=wd),
+# name -> (class, its arguments besides lr and weight_decay); AdaBelief and Ranger from pytorch_optimizer
+OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
+    "Adam": (torch.optim.Adam, {}),
+    "AdamW": (torch.optim.AdamW, {}),
+    "SGD": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+    "AdaBelief": (AdaBelief, {}),
+    "Ranger": (Ranger, {}),
 }
-OPTIMIZER_NAMES: tuple[str, ...] = ("Adam", "AdamW", "SGD", "AdaBelief", "Ranger")
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(OPTIMIZERS)
+_BY_FOLDED_NAME = {name.lower(): entry for name, entry in OPTIMIZERS.items()}
 
 
 def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float) -> Optimizer:
     """``name`` is matched case-insensitively but whole (``adamw``, ``AdamW``; never ``adam`` for ``adamw``).
-
-    SGD uses Nesterov momentum 0.9; AdaBelief and Ranger come from ``pytorch_optimizer``. The arguments are
-    trusted: :mod:`digitcls.schema` checked them.
-    """
-    return _OPTIMIZERS[name.lower()](params, float(lr), float(weight_decay))
+    The arguments are trusted: :mod:`digitcls.schema` checked them."""
+    cls, defaults = _BY_FOLDED_NAME[name.lower()]
+    return cls(params, lr=float(lr), weight_decay=float(weight_decay), **defaults)
 
 
 # ------------------------------------------------------------------------------------ scheduler grammar
@@ -78,45 +63,92 @@ def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float)
 PLATEAU_MONITOR = "val_acc"
 WARMUP_START_FACTOR = 0.1  # the warm-up starts at learning_rate / 10
 
-# (form, example, meaning): the single source for error messages and docs
-SCHEDULER_FORMS: tuple[tuple[str, str, str], ...] = (
-    (
-        "default-F-P",
-        "default-0.1-3",
-        "ReduceLROnPlateau on val_acc, lr *= F (0<F<1) after P epochs (P>=0) flat",
-    ),
-    ("step-S-G", "step-10-0.5", "StepLR, lr *= G (0<G<=1) every S epochs (S>=1)"),
-    (
-        "SGDR-T0-TMULT",
-        "SGDR-5-2",
-        "cosine warm restarts, first cycle T0 epochs, each next TMULT times longer",
-    ),
-    ("multi-M1,M2,...-G", "multi-10,20-0.1 or multi-10_20-0.1", "MultiStepLR, lr *= G at epochs M1<M2<..."),
-    ("cosine", "cosine", "cosine annealing to 0 over the epochs"),
-    ("onecycle", "onecycle", "OneCycleLR per batch, peak = learning_rate"),
-    ("none", "none", "constant learning_rate"),
-)
-
 _INT = r"(\d+)"
 _FLOAT = r"(\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
-_GRAMMAR: dict[str, re.Pattern[str]] = {
-    kind: re.compile(pattern, re.IGNORECASE | re.ASCII)
-    for kind, pattern in {
-        "default": rf"default-{_FLOAT}-{_INT}",
-        "step": rf"step-{_INT}-{_FLOAT}",
-        "sgdr": rf"sgdr-{_INT}-{_INT}",
-        "multi": rf"multi-(\d+(?:[,_]\d+)*)-{_FLOAT}",
-        "cosine": "cosine",
-        "onecycle": "onecycle",
-        "none": "none",
-    }.items()
-}
-SCHEDULER_KINDS: tuple[str, ...] = tuple(_GRAMMAR)
+
+
+def _check(ok: bool, reason: str) -> None:
+    if not ok:
+        raise ValueError(reason)
+
+
+def _plateau(factor: str, patience: str) -> dict[str, Any]:
+    _check(0 < float(factor) < 1, f"the factor F must be in (0, 1), got {float(factor)}")
+    return {"factor": float(factor), "patience": int(patience)}
+
+
+def _step(step_size: str, gamma: str) -> dict[str, Any]:
+    _check(int(step_size) >= 1, "the step S must be >= 1 epoch")
+    _check(0 < float(gamma) <= 1, f"gamma G must be in (0, 1], got {float(gamma)}")
+    return {"step_size": int(step_size), "gamma": float(gamma)}
+
+
+def _sgdr(t_0: str, t_mult: str) -> dict[str, Any]:
+    _check(int(t_0) >= 1 and int(t_mult) >= 1, f"T0 and TMULT must be integers >= 1, got T0={t_0}, TMULT={t_mult}")
+    return {"T_0": int(t_0), "T_mult": int(t_mult)}
+
+
+def _multi(milestones_text: str, gamma: str) -> dict[str, Any]:
+    milestones = tuple(int(m) for m in re.split("[,_]", milestones_text))
+    increasing = milestones[0] >= 1 and all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
+    _check(increasing, f"milestones must be strictly increasing epochs >= 1, got {list(milestones)}")
+    _check(0 < float(gamma) <= 1, f"gamma G must be in (0, 1], got {float(gamma)}")
+    return {"milestones": milestones, "gamma": float(gamma)}
+
+
+@dataclass(frozen=True)
+class SchedulerForm:
+    """One form of the grammar: ``pattern`` must match the whole string (first word case-insensitive);
+    ``read`` turns its groups into :attr:`SchedulerSpec.params` or raises ``ValueError(reason)``."""
+
+    form: str
+    examples: tuple[str, ...]
+    meaning: str  # Markdown, as in the README
+    pattern: str
+    read: Callable[..., dict[str, Any]] = dict
+
+
+# kind -> form: the single description of the grammar (parser, error message, README table)
+SCHEDULER_FORMS: dict[str, SchedulerForm] = {
+    "default": SchedulerForm(
+        "default-F-P", ("default-0.1-3",),
+        "ReduceLROnPlateau on `val_acc`: lr × F after P epochs without improvement (0 < F < 1, P ≥ 0)",
+        rf"default-{_FLOAT}-{_INT}", _plateau,
+    ),
+    "step": SchedulerForm(
+        "step-S-G", ("step-10-0.5",), "StepLR: lr × G every S epochs (S ≥ 1, 0 < G ≤ 1; G is a float)",
+        rf"step-{_INT}-{_FLOAT}", _step,
+    ),
+    "sgdr": SchedulerForm(
+        "SGDR-T0-TMULT", ("SGDR-5-2",),
+        "cosine annealing with warm restarts: first cycle T0 epochs, each next TMULT× longer (integers ≥ 1)",
+        rf"sgdr-{_INT}-{_INT}", _sgdr,
+    ),
+    "multi": SchedulerForm(
+        "multi-M1,M2,...-G", ("multi-10,20-0.1", "multi-10_20-0.1"), "MultiStepLR: lr × G at epochs M1 < M2 < …",
+        rf"multi-(\d+(?:[,_]\d+)*)-{_FLOAT}", _multi,
+    ),
+    "cosine": SchedulerForm("cosine", ("cosine",), "cosine annealing from `learning_rate` to 0 over the epochs", "cosine"),
+    "onecycle": SchedulerForm(
+        "onecycle", ("onecycle",), "OneCycleLR, stepped every batch, peak = `learning_rate`", "onecycle"
+    ),
+    "none": SchedulerForm("none", ("none",), "constant `learning_rate`", "none"),
+}  # fmt: skip
+_PATTERNS = {kind: re.compile(form.pattern, re.IGNORECASE | re.ASCII) for kind, form in SCHEDULER_FORMS.items()}
+
+
+def scheduler_table() -> str:
+    """The README's Markdown table of the grammar."""
+    rows = [
+        f"| `{f.form}` | {' or '.join(f'`{example}`' for example in f.examples)} | {f.meaning} |"
+        for f in SCHEDULER_FORMS.values()
+    ]
+    return "\n".join(["| form | example | meaning |", "|---|---|---|", *rows])
 
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    """A parsed ``scheduler`` string. ``kind`` is one of :data:`SCHEDULER_KINDS` (lower case); ``params``:
+    """A parsed ``scheduler`` string: ``kind`` is a key of :data:`SCHEDULER_FORMS`; ``params``:
 
     default: factor, patience · step: step_size, gamma · sgdr: T_0, T_mult · multi: milestones, gamma.
     """
@@ -126,51 +158,24 @@ class SchedulerSpec:
 
 
 def _invalid(spec: object, reason: str = "") -> ConfigError:
-    forms = "; ".join(f"{form} (e.g. {example}): {meaning}" for form, example, meaning in SCHEDULER_FORMS)
+    forms = "; ".join(f"{f.form} (e.g. {' or '.join(f.examples)}): {f.meaning}" for f in SCHEDULER_FORMS.values())
     return ConfigError(
         f"scheduler: {spec!r} is not a valid schedule{f' ({reason})' if reason else ''}. Valid forms, "
-        f"first word case-insensitive: {forms}. In a Hydra sweep write multi-10_20-0.1 or quote the "
-        "comma: 'scheduler=\"multi-10,20-0.1\"'."
+        f"first word case-insensitive: {forms.replace('`', '')}. In a Hydra sweep write multi-10_20-0.1 or "
+        "quote the comma: 'scheduler=\"multi-10,20-0.1\"'."
     )
 
 
 def parse_scheduler(spec: str) -> SchedulerSpec:
     """Parse the ``scheduler`` string; anything but a whole valid form raises :class:`ConfigError`."""
-    if not isinstance(spec, str):
-        raise _invalid(spec)
-    found = next(((kind, m) for kind, pattern in _GRAMMAR.items() if (m := pattern.fullmatch(spec))), None)
-    if found is None:
-        raise _invalid(spec)
-    kind, match = found
-
-    groups = match.groups()
-    if kind == "default":
-        factor, patience = float(groups[0]), int(groups[1])
-        if not 0 < factor < 1:
-            raise _invalid(spec, f"the factor F must be in (0, 1), got {factor}")
-        return SchedulerSpec(kind, {"factor": factor, "patience": patience})
-    if kind == "step":
-        step_size, gamma = int(groups[0]), float(groups[1])
-        if step_size < 1:
-            raise _invalid(spec, "the step S must be >= 1 epoch")
-        if not 0 < gamma <= 1:
-            raise _invalid(spec, f"gamma G must be in (0, 1], got {gamma}")
-        return SchedulerSpec(kind, {"step_size": step_size, "gamma": gamma})
-    if kind == "sgdr":
-        t_0, t_mult = int(groups[0]), int(groups[1])
-        if t_0 < 1 or t_mult < 1:
-            raise _invalid(spec, f"T0 and TMULT must be integers >= 1, got T0={t_0}, TMULT={t_mult}")
-        return SchedulerSpec(kind, {"T_0": t_0, "T_mult": t_mult})
-    if kind == "multi":
-        milestones, gamma = tuple(int(m) for m in re.split("[,_]", groups[0])), float(groups[1])
-        if milestones[0] < 1 or any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
-            raise _invalid(
-                spec, f"milestones must be strictly increasing epochs >= 1, got {list(milestones)}"
-            )
-        if not 0 < gamma <= 1:
-            raise _invalid(spec, f"gamma G must be in (0, 1], got {gamma}")
-        return SchedulerSpec(kind, {"milestones": milestones, "gamma": gamma})
-    return SchedulerSpec(kind)
+    if isinstance(spec, str):
+        for kind, pattern in _PATTERNS.items():
+            if match := pattern.fullmatch(spec):
+                try:
+                    return SchedulerSpec(kind, SCHEDULER_FORMS[kind].read(*match.groups()))
+                except ValueError as error:
+                    raise _invalid(spec, str(error)) from None
+    raise _invalid(spec)
 
 
 # ------------------------------------------------------------------------------------- schedulers
@@ -213,8 +218,9 @@ def build_scheduler(
 ) -> list[dict[str, Any]]:
     """Lightning's ``lr_scheduler`` configs for ``spec`` (none for ``none`` without warm-up).
 
-    ``epochs`` is the planned number of epochs (used by ``cosine``, ``onecycle`` and the checks);
-    ``steps_per_epoch`` the optimizer steps per epoch (the warm-up and ``onecycle`` step per batch).
+    ``epochs`` is the planned number of epochs (used by ``cosine`` and ``onecycle``); ``steps_per_epoch`` the
+    optimizer steps per epoch (the warm-up and ``onecycle`` step per batch). The arguments are trusted:
+    :mod:`digitcls.schema` checked them (``warmup_epoch`` >= 0 and < ``epochs``, ``epochs`` >= 1).
 
     With ``warmup_epoch = W``: a per-step ``LinearLR`` from ``learning_rate / 10`` to ``learning_rate``
     over ``W * steps_per_epoch`` steps (it leaves the lr alone afterwards), and the main schedule, stepped
@@ -222,19 +228,6 @@ def build_scheduler(
     """
     if isinstance(spec, str):
         spec = parse_scheduler(spec)
-    if isinstance(warmup_epoch, bool) or not isinstance(warmup_epoch, int) or warmup_epoch < 0:
-        raise ConfigError(
-            f"warmup_epoch: must be an integer >= 0, got {warmup_epoch!r}; e.g. warmup_epoch=1."
-        )
-    if warmup_epoch and epochs > 0 and warmup_epoch >= epochs:
-        raise ConfigError(
-            f"warmup_epoch: {warmup_epoch} leaves no epoch after the warm-up (epochs={epochs}); "
-            "use fewer warm-up epochs or more epochs."
-        )
-    if spec.kind in ("cosine", "onecycle") and epochs < 1:
-        raise ConfigError(
-            f"scheduler: {spec.kind} needs a finite number of epochs, got epochs={epochs}; set epochs."
-        )
     p = spec.params
     steps_per_epoch = max(1, steps_per_epoch)
 
@@ -279,12 +272,6 @@ def build_scheduler(
     return [{"scheduler": warmup, "interval": "step", "frequency": 1}, *configs]
 
 
-def _nested(scheduler: object) -> Iterator[object]:
-    yield scheduler
-    for child in getattr(scheduler, "_schedulers", ()):  # SequentialLR / ChainedScheduler
-        yield from _nested(child)
-
-
 # keys schedulers store in a param group (OneCycleLR: all of them; the others: initial_lr)
 _SCHEDULE_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 
@@ -302,7 +289,11 @@ def adopt_new_param_groups(scheduler: object) -> None:
         for key in _SCHEDULE_KEYS:
             if key in groups[0]:
                 group.setdefault(key, groups[0][key])
-    for child in _nested(scheduler):
+    for child in nested_schedulers(scheduler):
         base_lrs = getattr(child, "base_lrs", None)
         if base_lrs:
             base_lrs.extend([base_lrs[0]] * (len(groups) - len(base_lrs)))
+
+
+if __name__ == "__main__":  # regenerate the README's table
+    print(scheduler_table())

@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from digitcls.cli import run_task
+from digitcls.cli import friendly_errors
 from digitcls.inference import load_predictor
 from digitcls.runs import newest_best_checkpoint
 from digitcls.schema import validated
@@ -28,7 +28,7 @@ def serve(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 def main(cfg: DictConfig) -> None:
-    run_task(serve, cfg)
+    friendly_errors(serve)(cfg)
 
 
 if __name__ == "__main__":
