@@ -87,19 +87,24 @@ class BestCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         before = set(self.best_k_models)
         super().on_train_epoch_end(trainer, pl_module)
-        self._after_save(trainer, before)
+        self._prune(trainer, before)
+        self._save_last(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         before = set(self.best_k_models)
         super().on_validation_end(trainer, pl_module)
-        self._after_save(trainer, before)
+        self._prune(trainer, before)
 
-    def _after_save(self, trainer: L.Trainer, before: set[str]) -> None:
+    def _prune(self, trainer: L.Trainer, before: set[str]) -> None:
         if self.newest_and_best_only:  # the previous epoch's file goes, unless it is the best
             keep = {self.best_model_path} | (set(self.best_k_models) - before)
             for path in [path for path in self.best_k_models if path not in keep]:
                 self.best_k_models.pop(path)
                 trainer.strategy.remove_checkpoint(path)
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        # at the epoch's very end, after its validation: a resume starts the next epoch (saved from
+        # on_validation_end, the loops would resume inside an epoch whose validation already ran)
         fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.fast_dev_run
         if fitting and trainer.global_step != self.last_saved_step:
             self.last_model_path = self.last_path  # set before saving: it is part of the saved state

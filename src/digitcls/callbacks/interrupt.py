@@ -8,11 +8,14 @@ Ctrl-C into a request, honoured at the next batch boundary, where the state is c
 ``on_exception``, loggers' ``finalize`` so metrics.csv is flushed, teardown) and re-raises; nothing above
 catches ``SystemExit``, so the process ends with status 130 (128 + SIGINT) and no traceback.
 
-The save is Lightning's :class:`OnExceptionCheckpoint` writing ``<checkpoint dir>/last.ckpt`` (atomically
-with :class:`~digitcls.callbacks.checkpoint.AtomicCheckpointIO`), limited to interruptions: Ctrl-C, a
+The save is what Lightning's ``OnExceptionCheckpoint`` does (``trainer.save_checkpoint`` from
+``on_exception``), writing ``<checkpoint dir>/last.ckpt`` (atomically with
+:class:`~digitcls.callbacks.checkpoint.AtomicCheckpointIO`), limited to interruptions: Ctrl-C, a
 ``KeyboardInterrupt`` that bypassed the handler (training outside the main thread) and Lightning's
 ``SIGTERMException``; any other error leaves the previous ``last.ckpt`` as it was. A second Ctrl-C stops
-at once without saving.
+at once without saving. It is not a subclass of ``OnExceptionCheckpoint``: with one of those among the
+callbacks, Lightning 2.6 turns ``fit(ckpt_path=None)`` into ``ckpt_path="last"`` and silently resumes from
+whatever ``last.ckpt`` the folder holds, which ``resume=false`` must never do (``tests/unit/test_interrupt.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -41,7 +44,7 @@ class TrainingInterrupted(SystemExit):
         self.save = save
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
+class InterruptCheckpoint(Callback):
     """Ctrl-C → stop at the next batch boundary and save ``last.ckpt`` beside ``checkpoint``'s files.
 
     ``checkpoint``'s folder is where ``resume=true`` looks, and its ``last_model_path`` is set to the file
@@ -49,8 +52,8 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     """
 
     def __init__(self, checkpoint: BestCheckpoint) -> None:
-        super().__init__(os.path.dirname(checkpoint.last_path), filename=checkpoint.CHECKPOINT_NAME_LAST)
         self.checkpoint = checkpoint
+        self.ckpt_path = checkpoint.last_path
         self._requested = False
         self._active = False
         self._pid: int | None = None
@@ -60,7 +63,7 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
 
     def _install(self) -> None:
         # signal handlers can only be set from the main thread; elsewhere Lightning's path still applies
-        if threading.current_thread() is not threading.main_thread():
+        if self._active or threading.current_thread() is not threading.main_thread():
             return
         self._requested = False
         self._pid = os.getpid()
@@ -96,8 +99,13 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
 
     # ------------------------------------------------------------------ Lightning hooks
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # before any DataLoader worker is forked, so workers inherit a handler that ignores Ctrl-C
+    # Installed after Lightning's signal connector has recorded the handlers to put back when fit ends (it
+    # does so after on_fit_start), and before any DataLoader worker is forked (the sanity check's, then the
+    # training loader's), so that workers inherit a handler that ignores Ctrl-C.
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
@@ -126,13 +134,10 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
                 saving = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
                 if saving:  # not in trainer.test (the model holds the best weights then) nor the sanity check
                     self.checkpoint.last_model_path = self.ckpt_path  # part of the saved state
-                    super().on_exception(trainer)
+                    trainer.save_checkpoint(self.ckpt_path)
                 self._report(trainer, saved=saving)
         finally:
             self._restore()  # after the save: a second Ctrl-C while saving still means "stop now"
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Keep the file: OnExceptionCheckpoint deletes it at a normal end, but here it is ``last.ckpt``."""
 
     # ------------------------------------------------------------------ helpers
 
