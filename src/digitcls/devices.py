@@ -48,9 +48,7 @@ def _device_count(devices: Any, accelerator: str, visible_gpus: int) -> int:
     """How many processes Lightning starts on this node for ``devices``."""
     if devices in ("auto", -1, "-1"):
         return max(visible_gpus, 1) if accelerator == "gpu" else 1
-    if isinstance(devices, bool):
-        raise ConfigError(f"trainer.devices: expected a count, a list of GPU ids or auto, got {devices!r}.")
-    if isinstance(devices, int):
+    if isinstance(devices, int) and not isinstance(devices, bool):
         count = devices
     elif isinstance(devices, str) and devices.strip().isdigit():
         count = int(devices)

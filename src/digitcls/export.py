@@ -17,6 +17,7 @@ from torch import nn
 
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import friendly_errors
+from digitcls.data.transforms import parse_img_size
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.runs import newest_best_checkpoint, writable_folder
 from digitcls.schema import validated
@@ -36,18 +37,15 @@ class Inference(nn.Module):
 
 
 def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
-    size = model.hparams.img_size
-    height, width = (size, size) if isinstance(size, int) else size
-    return torch.rand(batch, 3, int(height), int(width))
+    return torch.rand(batch, 3, *parse_img_size(model.hparams.img_size))
 
 
 @writer
 def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
     import onnx  # optional dependency: the `export` extra
 
-    size = model.hparams.img_size
     metadata = {"class_names": json.dumps(list(model.class_names)),
-                "img_size": json.dumps([size, size] if isinstance(size, int) else list(size)),
+                "img_size": json.dumps(list(parse_img_size(model.hparams.img_size))),
                 "model_name": model.hparams.model_name, "input": "float RGB in [0, 1], N x 3 x H x W"}
     with atomic_path(path) as tmp:
         torch.onnx.export(

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from digitcls.data.transforms import parse_img_size
 from digitcls.errors import CheckpointError
 from digitcls.model.module import load_classifier
 
@@ -30,14 +31,12 @@ def load_predictor(path: str | Path) -> Predictor:
     if path.suffix.lower() == ".onnx":
         return _onnx_predictor(path)
     model = load_classifier(path)
-    img_size = model.hparams.img_size
-    size = (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
 
     @torch.inference_mode()
     def probabilities(images: Tensor) -> Tensor:
         return model(images).softmax(dim=1)
 
-    return Predictor(path, list(model.class_names), size, probabilities)
+    return Predictor(path, list(model.class_names), parse_img_size(model.hparams.img_size), probabilities)
 
 
 def _onnx_predictor(path: Path) -> Predictor:

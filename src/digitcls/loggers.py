@@ -125,7 +125,7 @@ def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
 class LogConfig(Callback):
     """Logs the composed config to the trackers (the CSV logger keeps Lightning's hparams.yaml; the config is
     in .hydra/config.yaml). Keys the model already logs as hyperparameters are left to it: MLflow refuses a
-    second, different value (``img_size: 32`` in the config is ``[32, 32]`` in the model)."""
+    second, different value for a parameter."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]

@@ -1,9 +1,11 @@
 """The config schema: every key's type, range and cross-key rule, in one place, checked before any work.
 
 * **Types** — one dataclass per command (:class:`TrainConfig`, :class:`EvaluateConfig`, :class:`PredictConfig`,
-  :class:`ExportConfig`). The YAML files under ``conf/`` hold the values and their comments; the dataclasses
-  declare what each key may hold. OmegaConf checks and converts the types (``epochs=2.5`` is refused,
-  ``learning_rate=1`` becomes ``1.0``) and refuses keys the dataclass does not declare.
+  :class:`ExportConfig`, :class:`ServeConfig`); a key several commands share is declared once, in a base class
+  they inherit (``eval_path``, ``test_path`` and ``output`` are required by one command and may be null in
+  another, so each command declares its own). The YAML files under ``conf/`` hold the values and their
+  comments; the dataclasses declare what each key may hold. OmegaConf checks and converts the types
+  (``epochs=2.5`` is refused, ``learning_rate=1`` becomes ``1.0``) and refuses keys the command's dataclass does not declare.
 * **Ranges and choices** — :data:`RULES`, keyed by the key's name: a key shared by several commands
   (``batch_size``, ``on_bad_image``, ...) has one rule everywhere.
 * **Cross-key rules** — :data:`CROSS_RULES`.
@@ -14,11 +16,14 @@ Constructors downstream trust these values. The schema is checked inside the tas
 Hydra's defaults list, because Hydra reports composition errors itself (status 1, its own wording).
 
 To add a config key: its value (and comment) in the YAML file, its type in the command's dataclass here,
-and, when not every value of that type is valid, one entry in :data:`RULES` (or :data:`CROSS_RULES`).
+and, when not every value of that type is valid, one entry in :data:`RULES` (or :data:`CROSS_RULES`). A key
+named like an argument of ``DigitClassifier`` or ``DigitDataModule`` reaches it through :func:`arguments_for`
+(and the model's is saved in its checkpoints): adding the argument is the key's only other line.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -49,7 +54,34 @@ SERVE_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @dataclass
-class TrainConfig:
+class ModelFile:  # every command reads or writes a checkpoint
+    model_path: Optional[str] = MISSING  # noqa: UP045
+
+
+@dataclass
+class ImageReading(ModelFile):
+    max_image_pixels: int = MISSING
+
+
+@dataclass
+class Batches(ImageReading):
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+
+
+@dataclass
+class LabelledBatches(Batches):
+    on_bad_image: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class Seeded:
+    random_seed: int = MISSING
+
+
+@dataclass
+class TrainConfig(LabelledBatches, Seeded):
     model_name: str = MISSING
     class_number: int = MISSING
     pretrained: Optional[str] = MISSING  # noqa: UP045
@@ -65,13 +97,8 @@ class TrainConfig:
     eval_path: Optional[str] = MISSING  # noqa: UP045
     img_size: Any = MISSING  # an int or [height, width]: RULES["img_size"]
     try_to_train_items: int = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
     data_cache: bool = MISSING
-    on_bad_image: str = MISSING
-    max_image_pixels: int = MISSING
     augment: Optional[dict[str, Any]] = MISSING  # noqa: UP045
-    random_seed: int = MISSING
     optimizer: str = MISSING
     learning_rate: float = MISSING
     weight_decay: float = MISSING
@@ -87,60 +114,44 @@ class TrainConfig:
     save_best_only: bool = MISSING
     save_one_only: bool = MISSING
     metrics: list[str] = MISSING
-    model_path: Optional[str] = MISSING  # noqa: UP045
     resume: bool = MISSING
     ckpt_path: Optional[str] = MISSING  # noqa: UP045
     deterministic: Any = MISSING  # true, false or "warn": Lightning's own check
-    output_dir: str = MISSING
     trainer: dict[str, Any] = field(default_factory=dict)  # Lightning's Trainer checks its own arguments
     logger: dict[str, Any] = field(default_factory=dict)  # the logger= group: each logger checks its own options
 
 
 @dataclass
-class EvaluateConfig:
-    model_path: Optional[str] = MISSING  # noqa: UP045
-    eval_path: str = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    on_bad_image: str = MISSING
-    max_image_pixels: int = MISSING
+class EvaluateConfig(LabelledBatches):
+    eval_path: str = MISSING  # required here, optional (null) in training
     worst_k: int = MISSING
-    output_dir: str = MISSING
 
 
 @dataclass
-class PredictConfig:
-    model_path: Optional[str] = MISSING  # noqa: UP045
-    test_path: str = MISSING
+class PredictConfig(Batches, Seeded):
+    test_path: str = MISSING  # required here, optional (null) in training
     preprocess: str = MISSING
-    max_image_pixels: int = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
     output: str = MISSING
     errors_output: str = MISSING
     grid_output: Optional[str] = MISSING  # noqa: UP045
     grid_size: int = MISSING
-    random_seed: int = MISSING
 
 
 @dataclass
-class ExportConfig:
-    model_path: Optional[str] = MISSING  # noqa: UP045
+class ExportConfig(ModelFile):
     format: str = MISSING
     output: Optional[str] = MISSING  # noqa: UP045
     opset: int = MISSING
 
 
 @dataclass
-class ServeConfig:
-    model_path: Optional[str] = MISSING  # noqa: UP045
+class ServeConfig(ImageReading):
     host: str = MISSING
     port: int = MISSING
     workers: int = MISSING
     max_batch_size: int = MISSING
     batch_timeout: float = MISSING
     max_request_bytes: int = MISSING
-    max_image_pixels: int = MISSING
     log_level: str = MISSING
 
 
@@ -317,6 +328,13 @@ def validated(cfg: DictConfig, command: str) -> DictConfig:
         if message:
             raise ConfigError(message)
     return typed
+
+
+def arguments_for(target: Callable[..., Any], cfg: DictConfig, **given: Any) -> dict[str, Any]:
+    """Keyword arguments for ``target``: each of its parameters that ``cfg`` has a key for, as a plain value,
+    then ``given`` (values that come from elsewhere, e.g. the class names read from the data)."""
+    parameters = inspect.signature(target).parameters
+    return {**{name: _plain(cfg[name]) for name in parameters if name in cfg}, **given}
 
 
 def _plain(value: Any) -> Any:

@@ -24,7 +24,6 @@ from digitcls.checkpoints import read_checkpoint
 from digitcls.cli import friendly_errors
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
-from digitcls.data.transforms import parse_img_size
 from digitcls.devices import plan_for_this_machine
 from digitcls.errors import ConfigError
 from digitcls.inputs import check_checkpoint_classes, check_train_inputs
@@ -33,26 +32,13 @@ from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
 from digitcls.progress import progress_bar
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
-from digitcls.schema import validated
+from digitcls.schema import arguments_for, validated
 
 log = logging.getLogger("digitcls")
 
 
 def build_datamodule(cfg: DictConfig) -> DigitDataModule:
-    return DigitDataModule(
-        train_path=cfg.train_path,
-        val_path=cfg.val_path,
-        test_path=cfg.test_path,
-        img_size=parse_img_size(cfg.img_size),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        try_to_train_items=cfg.try_to_train_items,
-        seed=cfg.random_seed,
-        augment=OmegaConf.to_container(cfg.augment) if cfg.augment else None,
-        on_bad_image=cfg.on_bad_image,
-        data_cache=cfg.data_cache,
-        max_image_pixels=cfg.max_image_pixels,
-    )
+    return DigitDataModule(**arguments_for(DigitDataModule, cfg))
 
 
 def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
@@ -61,24 +47,7 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> DigitClassifier:
             f"class_number={cfg.class_number} but train_path ({cfg.train_path}) has {len(class_names)} class "
             f"folders: {class_names}. Set class_number={len(class_names)} or fix the folders."
         )
-    model = DigitClassifier(
-        model_name=cfg.model_name,
-        class_names=class_names,
-        dropout=cfg.dropout,
-        bn_momentum=cfg.bn_momentum,
-        output_stride=cfg.output_stride,
-        img_size=list(parse_img_size(cfg.img_size)),
-        optimizer=cfg.optimizer,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        scheduler=str(cfg.scheduler),
-        warmup_epoch=cfg.warmup_epoch,
-        label_smooth=cfg.label_smooth,
-        class_weight=list(cfg.class_weight) if cfg.class_weight is not None else None,
-        epochs=cfg.epochs,
-        metrics=list(cfg.metrics),
-        channels_last=cfg.channels_last,
-    )
+    model = DigitClassifier(**arguments_for(DigitClassifier, cfg, class_names=class_names))
     if cfg.pretrained:
         load_pretrained(model.backbone, cfg.pretrained)
     return model

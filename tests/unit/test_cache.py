@@ -69,7 +69,7 @@ def test_bad_images_follow_the_folder_policy(tiny_folders: Path, tmp_path: Path)
 
 def test_datamodule_serves_whole_batches_from_memory(tiny_folders: Path) -> None:
     kwargs = dict(train_path=tiny_folders / "train", val_path=tiny_folders / "val",
-                  test_path=tiny_folders / "test", img_size=32, batch_size=64, num_workers=0, seed=3)
+                  test_path=tiny_folders / "test", img_size=32, batch_size=64, num_workers=0, random_seed=3)
     cached = DigitDataModule(**kwargs, data_cache=True)
     plain = DigitDataModule(**kwargs, data_cache=False)
     cached.setup("fit")

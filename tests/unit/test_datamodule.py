@@ -89,7 +89,7 @@ def test_class_names_from_checkpoint_map_an_eval_folder(tiny_folders: Path) -> N
 
 def test_try_to_train_items_is_a_seeded_subset(tiny_folders: Path) -> None:
     def subset(seed: int, items: int) -> list[Path]:
-        dm = make_dm(tiny_folders, try_to_train_items=items, seed=seed)
+        dm = make_dm(tiny_folders, try_to_train_items=items, random_seed=seed)
         dm.setup("fit")
         return [path for path, _ in dm.train_dataset.samples]
 
@@ -100,7 +100,7 @@ def test_try_to_train_items_is_a_seeded_subset(tiny_folders: Path) -> None:
 
 def test_train_shuffle_is_seeded(tiny_folders: Path) -> None:
     def order(seed: int) -> list[int]:
-        dm = make_dm(tiny_folders, seed=seed, img_size=16, batch_size=200)
+        dm = make_dm(tiny_folders, random_seed=seed, img_size=16, batch_size=200)
         return next(iter(dm.train_dataloader()))[1].tolist()
 
     assert order(5) == order(5)

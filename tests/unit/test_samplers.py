@@ -38,7 +38,7 @@ def numbered_split(size: int, path: str) -> Dataset:
 
 
 def datamodule(batch_size: int, rank: int, world: int, monkeypatch: pytest.MonkeyPatch) -> DigitDataModule:
-    dm = DigitDataModule(None, None, None, img_size=16, batch_size=batch_size, seed=7)
+    dm = DigitDataModule(None, None, None, img_size=16, batch_size=batch_size, random_seed=7)
     monkeypatch.setattr(dm, "_rank_and_world", lambda: (rank, world))
     return dm
 

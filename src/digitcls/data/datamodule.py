@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
 
+from digitcls.checkpoints import to_plain
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
 from digitcls.data.images import (
@@ -31,7 +32,7 @@ from digitcls.data.images import (
     to_chw_tensor,
 )
 from digitcls.data.samplers import EpochBatches, EpochShuffle, ResumableLoader, Shard
-from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment, parse_img_size
+from digitcls.data.transforms import batch_augment, parse_augment, parse_img_size
 from digitcls.errors import BadImageError, DataError
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,8 @@ class DigitDataModule(L.LightningDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         try_to_train_items: int = 0,
-        seed: int = 42,
-        augment: Mapping[str, Any] | AffineAugment | None = None,
+        random_seed: int = 42,
+        augment: Mapping[str, Any] | None = None,
         on_bad_image: str = "skip",
         data_cache: bool = False,
         class_names: Sequence[str] | None = None,
@@ -186,19 +187,12 @@ class DigitDataModule(L.LightningDataModule):
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         super().__init__()
-        self.train_path = train_path
-        self.val_path = val_path
-        self.test_path = test_path
-        self.predict_path = predict_path  # default: test_path
+        # the config's values, saved in checkpoints (paths as strings: weights_only loading reads them back);
+        # Lightning logs the model's hyperparameters, LogConfig the whole config
+        self.save_hyperparameters(ignore=["class_names"], logger=False)
+        self.hparams.update(to_plain(dict(self.hparams), "DigitDataModule hyperparameters"))
         self.img_size = parse_img_size(img_size)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.try_to_train_items = try_to_train_items
-        self.seed = seed
         self.augment = parse_augment(augment)
-        self.on_bad_image = on_bad_image
-        self.data_cache = data_cache
-        self.max_image_pixels = max_image_pixels
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
         self.train_dataset: ImageFolderDataset | TensorSplit | None = None
         self.val_dataset: ImageFolderDataset | TensorSplit | None = None
@@ -216,23 +210,24 @@ class DigitDataModule(L.LightningDataModule):
         if stage == "test":
             self.test_dataset = self.test_dataset or self._labelled("test")
         if stage == "predict" and self.predict_dataset is None:
-            key = "predict_path" if self.predict_path else "test_path"
-            root = _require_folder(self.predict_path or self.test_path, key)
-            self.predict_dataset = PredictFolderDataset(root, self.img_size, max_image_pixels=self.max_image_pixels)
+            hp = self.hparams
+            key = "predict_path" if hp.predict_path else "test_path"
+            root = _require_folder(hp.predict_path or hp.test_path, key)  # predict_path defaults to test_path
+            self.predict_dataset = PredictFolderDataset(root, self.img_size, max_image_pixels=hp.max_image_pixels)
 
     def _classes(self) -> list[str]:
         if self.class_names is None:
-            self.class_names = discover_classes(_require_folder(self.train_path, "train_path"))
+            self.class_names = discover_classes(_require_folder(self.hparams.train_path, "train_path"))
         return self.class_names
 
     def _labelled(self, split: str) -> ImageFolderDataset | TensorSplit:
-        key = f"{split}_path"
-        root = _require_folder(getattr(self, key), key)
+        hp, key = self.hparams, f"{split}_path"
+        root = _require_folder(hp[key], key)
         samples = labelled_samples(root, self._classes(), split)
         if split == "train":
-            samples = train_subset(samples, self.try_to_train_items, self.seed)
-        dataset = ImageFolderDataset(samples, self.img_size, self.on_bad_image, self.max_image_pixels)
-        if self.data_cache:
+            samples = train_subset(samples, hp.try_to_train_items, hp.random_seed)
+        dataset = ImageFolderDataset(samples, self.img_size, hp.on_bad_image, hp.max_image_pixels)
+        if hp.data_cache:
             if fits_in_memory(len(samples), self.img_size):
                 return TensorSplit(*load_split(dataset, cache_dir=root.parent / ".cache"))
             log.warning(
@@ -250,15 +245,13 @@ class DigitDataModule(L.LightningDataModule):
         assert self.train_dataset is not None
         rank, world = self._rank_and_world()
         # epoch k's order depends on (seed, k) only: a resumed run continues the same sequence of orders
-        order = EpochShuffle(self.train_dataset, seed=self.seed, rank=rank, world=world)
+        order = EpochShuffle(self.train_dataset, seed=self.hparams.random_seed, rank=rank, world=world)
+        size = self.hparams.batch_size
         if isinstance(self.train_dataset, TensorSplit):
-            return ResumableLoader(
-                self.train_dataset, order=order, images_per_batch=self.batch_size, **self._batched(order)
-            )
+            return ResumableLoader(self.train_dataset, order=order, images_per_batch=size, **self._batched(order))
         return ResumableLoader(
-            self.train_dataset, order=order, images_per_batch=self.batch_size, sampler=order,
-            **self._per_file(collate_labelled),
-        )  # fmt: skip
+            self.train_dataset, order=order, images_per_batch=size, sampler=order, **self._per_file(collate_labelled)
+        )
 
     def val_dataloader(self) -> DataLoader:
         if self.val_dataset is None:
@@ -302,20 +295,20 @@ class DigitDataModule(L.LightningDataModule):
             "batch_size": None,
             # the training order's batches pass Lightning's set_epoch on; evaluation shards have no epochs
             "sampler": (EpochBatches if isinstance(order, EpochShuffle) else BatchSampler)(
-                order, self.batch_size, drop_last=False
+                order, self.hparams.batch_size, drop_last=False
             ),
-            "generator": torch.Generator().manual_seed(self.seed),
+            "generator": torch.Generator().manual_seed(self.hparams.random_seed),
         }
 
     def _per_file(self, collate_fn: Any) -> dict[str, Any]:
         return {
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
-            "persistent_workers": self.num_workers > 0,
+            "batch_size": self.hparams.batch_size,
+            "num_workers": self.hparams.num_workers,
+            "persistent_workers": self.hparams.num_workers > 0,
             "pin_memory": self._pin_memory(),
             "collate_fn": collate_fn,
             "drop_last": False,
-            "generator": torch.Generator().manual_seed(self.seed),
+            "generator": torch.Generator().manual_seed(self.hparams.random_seed),
         }
 
     def _pin_memory(self) -> bool:

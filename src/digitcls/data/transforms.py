@@ -28,26 +28,14 @@ AUGMENT_KEYS = ("degrees", "translate", "scale", "shear")
 
 
 def normalization_for(model_name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """(mean, std) for ``model_name``; an unknown name is a :class:`ConfigError` naming the key."""
-    try:
-        return NORMALIZATION[model_name]
-    except KeyError:
-        raise ConfigError(
-            f"model_name: no normalisation known for {model_name!r}; valid names: {', '.join(NORMALIZATION)}."
-        ) from None
+    """(mean, std) for ``model_name``, a name :data:`digitcls.schema.RULES` accepted."""
+    return NORMALIZATION[model_name]
 
 
 def parse_img_size(value: int | Sequence[int]) -> tuple[int, int]:
-    """``img_size`` as (height, width): an int means a square; [h, w] is taken in that order."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = (value, value)
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        size = (int(value[0]), int(value[1]))
-    else:
-        raise ConfigError(f"img_size: expected an int or [height, width], got {value!r}; e.g. img_size=32.")
-    if min(size) <= 0:
-        raise ConfigError(f"img_size: must be positive, got {value!r}; e.g. img_size=32.")
-    return size
+    """``img_size`` as (height, width): an int means a square; [h, w] is taken in that order. The value is
+    trusted: :data:`digitcls.schema.RULES` checks the config's."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,10 @@ def build_metrics(names: Sequence[str], class_number: int) -> MetricCollection:
 
 class DigitClassifier(L.LightningModule):
     """MobileNetV3 classifier. ``forward`` takes uint8 or [0, 1] float images and normalises itself,
-    so checkpoints and exported models need no outside preprocessing beyond resizing."""
+    so checkpoints and exported models need no outside preprocessing beyond resizing.
+
+    Training builds it with :func:`~digitcls.schema.arguments_for`: each argument is the config key of the
+    same name (``class_names`` comes from the training folder), already checked by :mod:`digitcls.schema`."""
 
     def __init__(
         self,
@@ -68,33 +71,11 @@ class DigitClassifier(L.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        class_names = [str(name) for name in class_names]
-        metrics = list(metrics)
-        self.save_hyperparameters(
-            {
-                "model_name": model_name,
-                "class_names": class_names,
-                "dropout": dropout,
-                "bn_momentum": bn_momentum,
-                "output_stride": output_stride,
-                "img_size": list(img_size) if isinstance(img_size, Sequence) else img_size,
-                "optimizer": optimizer,
-                "learning_rate": learning_rate,
-                "weight_decay": weight_decay,
-                "scheduler": scheduler,
-                "warmup_epoch": warmup_epoch,
-                "label_smooth": label_smooth,
-                "class_weight": list(class_weight) if class_weight is not None else None,
-                "epochs": epochs,
-                "metrics": metrics,
-                "channels_last": channels_last,
-            }
-        )
-        self.class_names = class_names
+        # every argument as given, and nothing else: checkpoints rebuild the model from exactly these
+        self.save_hyperparameters()
+        self.class_names = [str(name) for name in class_names]
         self.scheduler_spec = parse_scheduler(scheduler)  # fail at construction, not after an epoch
-        self.backbone = build_backbone(
-            model_name, len(class_names), dropout=dropout, bn_momentum=bn_momentum, output_stride=output_stride
-        )
+        self.backbone = build_backbone(model_name, len(self.class_names), dropout, bn_momentum, output_stride)
         # NHWC runs MobileNetV3's depthwise convolutions about 2x faster on CPU (bench/); same results
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
@@ -102,7 +83,7 @@ class DigitClassifier(L.LightningModule):
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.criterion = LabelSmoothingCrossEntropy(label_smooth=label_smooth, class_weight=class_weight)
-        stage_metrics = build_metrics(metrics, len(class_names))
+        stage_metrics = build_metrics(metrics, len(self.class_names))
         self.train_metrics = stage_metrics.clone(prefix="train_")
         self.val_metrics = stage_metrics.clone(prefix="val_")
         self.test_metrics = stage_metrics.clone(prefix="test_")
