@@ -12,6 +12,7 @@ imported only by the code that needs them (``python -X importtime -m digitcls.pr
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import deque
@@ -112,7 +113,7 @@ def label_folder(
     confidences: list[np.ndarray] = []
     errors: list[tuple[str, str]] = []
     batches = decoded_batches(paths, batch_size, num_workers, decode)
-    for images, batch_ids, batch_errors in track(batches, description="labelling", total=-(-len(paths) // batch_size)):
+    for images, batch_ids, batch_errors in track(batches, description="labelling", total=math.ceil(len(paths) / batch_size)):
         errors.extend(batch_errors)
         if not batch_ids:
             continue
