@@ -153,7 +153,7 @@ def markdown(result: dict[str, Any]) -> str:
         d = details["predict"]
         lines.append(
             f"| prediction, img/s ({d['files']:,} test PNGs, {d['img_size']} px) "
-            f"| `make predict`'s batched labelling: {_fmt(metrics['predict_images_per_s'])} "
+            f"| `make predict`'s batched labelling ({d['ours']['backend']}): {_fmt(metrics['predict_images_per_s'])} "
             f"| one image at a time: {_fmt(metrics['predict_one_at_a_time_images_per_s'], 1)} "
             f"| {metrics['predict_throughput_ratio']:.1f}x | {targets['predict_throughput_ratio']['target']} "
             f"| {met('predict_throughput_ratio')} |"
@@ -166,12 +166,23 @@ def markdown(result: dict[str, Any]) -> str:
             f"{details['data']['train_images']:,} training images ({_fmt(build['cold_build_images_per_s'])} img/s), "
             f"{build['reload_from_disk_s']:.2f} s to read back from `data/.cache` on later runs.",
         ]
-    if "predict_cli_images_per_s" in metrics:
+    if "predict" in details:
         lines += [
             "",
-            f"The whole `python -m digitcls.predict` command (start-up, imports, checkpoint, pre.csv, picture) "
-            f"labels the {details['predict']['files']:,} test images at {_fmt(metrics['predict_cli_images_per_s'])} "
-            f"img/s end to end, {metrics['predict_cli_throughput_ratio']:.1f}x the one-at-a-time loop.",
+            f"On torch the same labelling runs at {_fmt(metrics['predict_torch_images_per_s'])} img/s "
+            f"(onnxruntime {metrics['predict_onnx_vs_torch_speedup']:.2f}x that; pre.csv rows "
+            f"{'identical' if metrics['predict_backends_agree'] else '**different**'} to 1e-4).",
+        ]
+    if "predict_cli_wall_s" in metrics:
+        lines += [
+            f"The whole `python -m digitcls.predict` command (start-up, imports, model, pre.csv, picture) labels "
+            f"the {details['predict']['files']:,} test images in {metrics['predict_cli_wall_s']:.1f} s "
+            f"(target {targets['predict_cli_wall_s']['target']} s: {met('predict_cli_wall_s')}), "
+            f"{metrics['predict_cli_throughput_ratio']:.1f}x the one-at-a-time loop; "
+            f"`import digitcls.predict` takes {metrics['predict_import_s']:.1f} s and `--help` "
+            f"{metrics['predict_help_s']:.1f} s. The export the command runs is made once per checkpoint "
+            f"({metrics['predict_onnx_export_s']:.1f} s) and loaded in {metrics['predict_cached_model_load_s']:.2f} s "
+            "afterwards.",
         ]
     if "train" in details:
         d = details["train"]

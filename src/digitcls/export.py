@@ -41,7 +41,10 @@ def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
 
 
 @writer
-def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
+def export_onnx(
+    model: DigitClassifier, path: Path, opset: int = 18, extra_metadata: dict[str, str] | None = None
+) -> Path:
+    """``extra_metadata``: more strings to store in the file (e.g. digitcls.onnx_cache's key)."""
     import onnx  # optional dependency: the `export` extra
 
     metadata = {"class_names": json.dumps(list(model.class_names)),
@@ -53,7 +56,7 @@ def export_onnx(model: DigitClassifier, path: Path, opset: int = 18) -> Path:
             dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
         )
         graph = onnx.load(str(tmp))
-        for key, value in metadata.items():
+        for key, value in {**metadata, **(extra_metadata or {})}.items():
             graph.metadata_props.add(key=key, value=value)
         onnx.save(graph, str(tmp))
     return path

@@ -1,64 +1,166 @@
-"""One way to run a trained model on batches, whether it is a Lightning checkpoint or an ONNX export."""
+"""One way to run a trained model on batches, whether it is a Lightning checkpoint or an ONNX export.
+
+A checkpoint runs on onnxruntime when it is installed (the ``export`` extra): it is exported once to
+``<checkpoint>.onnx`` beside it and re-exported when the checkpoint changes (see :mod:`digitcls.onnx_cache`).
+Without onnxruntime it runs on torch. Both give the same probabilities (to float rounding).
+
+torch and Lightning are imported only on the torch path and for the one-off export: onnxruntime starts
+in a fraction of a second, ``import lightning`` takes several.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from digitcls.data.transforms import parse_img_size
-from digitcls.errors import CheckpointError
-from digitcls.model.module import load_classifier
+from digitcls.errors import CheckpointError, DigitclsError
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+    from torch import Tensor
+
+Backend = Literal["auto", "onnxruntime", "torch"]
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, "Tensor")
 
 
 @dataclass
 class Predictor:
-    """``probabilities(uint8 N x 3 x H x W) -> float N x C``; images must already be ``img_size``."""
+    """A model ready to label batches; images must already be ``img_size``.
+
+    ``run``: uint8 (or float in [0, 1]) ``N x 3 x H x W`` numpy array -> float32 ``N x C`` probabilities.
+    ``backend`` says what runs it (``onnxruntime`` or ``torch``)."""
 
     path: Path
     class_names: list[str]
     img_size: tuple[int, int]
-    probabilities: Callable[[Tensor], Tensor]
+    backend: str
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def probabilities(self, images: ArrayOrTensor) -> ArrayOrTensor:
+        """``run`` for a numpy array or a torch tensor; the answer is of the same kind."""
+        if isinstance(images, np.ndarray):
+            return self.run(images)
+        import torch
+
+        return torch.from_numpy(self.run(images.cpu().numpy()))
 
 
-def load_predictor(path: str | Path) -> Predictor:
+def onnxruntime_available() -> bool:
+    """True when the ``export`` extra is installed (both packages: onnx writes the export)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+def load_predictor(path: str | Path, backend: Backend = "auto") -> Predictor:
+    """The model in ``path`` (a ``.ckpt`` or an ``.onnx`` export) on ``backend``; ``auto`` = onnxruntime
+    when installed, else torch. A checkpoint whose export fails (an operator ONNX lacks, a read-only
+    folder) runs on torch under ``auto``, with a warning saying why."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        return _onnx_predictor(path)
+        return onnx_predictor(path)
+    if backend == "torch" or (backend == "auto" and not onnxruntime_available()):
+        return torch_predictor(path)
+    try:
+        return cached_onnx_predictor(path)
+    except DigitclsError:
+        raise
+    except Exception as error:  # the export is an optimisation: labelling goes on without it
+        if backend == "onnxruntime":
+            raise
+        warnings.warn(f"model_path: running {path} on torch: exporting it to ONNX failed "
+                      f"({type(error).__name__}: {error}).", stacklevel=2)
+        return torch_predictor(path)
+
+
+def cached_onnx_predictor(checkpoint: Path) -> Predictor:
+    """``checkpoint`` on onnxruntime through its cached export, exported first when missing, damaged or
+    made from another version of the checkpoint."""
+    from digitcls import onnx_cache
+
+    cache, key = onnx_cache.cache_path(checkpoint), onnx_cache.source_key(checkpoint)
+    opened = None
+    if cache.is_file():
+        try:
+            opened = _open_session(cache)
+        except CheckpointError:  # a damaged cache is simply made again
+            opened = None
+    if opened is None or opened[1].get(onnx_cache.SOURCE_KEY) != key:
+        onnx_cache.export(checkpoint, cache, key)
+        opened = _open_session(cache)
+    return _session_predictor(checkpoint, *opened)
+
+
+def torch_predictor(path: Path) -> Predictor:
+    import torch
+
+    from digitcls.data.transforms import parse_img_size
+    from digitcls.model.module import load_classifier
+
     model = load_classifier(path)
 
     @torch.inference_mode()
-    def probabilities(images: Tensor) -> Tensor:
-        return model(images).softmax(dim=1)
+    def run(images: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(images)).softmax(dim=1).numpy()
 
-    return Predictor(path, list(model.class_names), parse_img_size(model.hparams.img_size), probabilities)
+    return Predictor(path, list(model.class_names), parse_img_size(model.hparams.img_size), "torch", run)
 
 
-def _onnx_predictor(path: Path) -> Predictor:
-    import onnxruntime  # optional dependency: the `export` extra
+def onnx_predictor(path: Path) -> Predictor:
+    """An ONNX export (``python -m digitcls.export``) on onnxruntime."""
+    return _session_predictor(path, *_open_session(path))
 
+
+def _open_session(path: Path) -> tuple[InferenceSession, dict[str, str]]:
+    """(session over every usable core, the file's metadata)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CheckpointError(
+            f"model_path: {path} is an ONNX file, and running it needs onnxruntime: `pip install -e .[export]`, "
+            "or point model_path at the .ckpt it was exported from."
+        ) from None
     if not path.is_file():
         raise CheckpointError(f"model_path: {path} does not exist; export one with `make export MODEL=<ckpt>`.")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    options.inter_op_num_threads = 1  # one graph at a time: the parallelism is inside each operator
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        meta = session.get_modelmeta().custom_metadata_map
-        class_names = json.loads(meta["class_names"])
-        size = tuple(json.loads(meta["img_size"]))
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session, dict(session.get_modelmeta().custom_metadata_map)
     except Exception as error:
         raise CheckpointError(
-            f"model_path: {path} is not a digitcls ONNX export ({type(error).__name__}: {error}); "
+            f"model_path: {path} is not an ONNX file onnxruntime can run ({type(error).__name__}: {error}); "
+            "create one with `python -m digitcls.export model_path=<ckpt> format=onnx`."
+        ) from None
+
+
+def _session_predictor(path: Path, session: InferenceSession, meta: dict[str, str]) -> Predictor:
+    """``path`` names the model in messages: the checkpoint for a cached export."""
+    try:
+        class_names = [str(name) for name in json.loads(meta["class_names"])]
+        height, width = json.loads(meta["img_size"])
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"model_path: {path} is not a digitcls ONNX export (no {error} in its metadata); "
             "create one with `python -m digitcls.export model_path=<ckpt> format=onnx`."
         ) from None
     input_name = session.get_inputs()[0].name
 
-    def probabilities(images: Tensor) -> Tensor:
-        batch = images.float().div(255.0).numpy() if images.dtype == torch.uint8 else images.numpy()
+    def run(images: np.ndarray) -> np.ndarray:
+        batch = images.astype(np.float32) / np.float32(255) if images.dtype == np.uint8 else images
         (logits,) = session.run(None, {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
-        return torch.from_numpy(logits).softmax(dim=1)
+        return softmax(logits)
 
-    return Predictor(path, list(class_names), (int(size[0]), int(size[1])), probabilities)
+    return Predictor(path, class_names, (int(height), int(width)), "onnxruntime", run)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -12,14 +12,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from digitcls.checkpoints import read_checkpoint
 from digitcls.data.folders import discover_classes
 from digitcls.errors import CheckpointError, ConfigError
-from digitcls.model.backbones import read_weights
 
 
 def check_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
     """Open ``path`` as a digitcls checkpoint (the ``key`` names it in every message) and return it."""
+    from digitcls.checkpoints import read_checkpoint  # torch: imported by the commands that open checkpoints
+
     hint = f"Point {key} at a .ckpt written by digitcls.train, or set {key}=null."
     checkpoint = read_checkpoint(path, key, hint, mmap=True)  # weights_only, tensors mapped, not read
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -46,6 +46,8 @@ def check_train_inputs(cfg: DictConfig, resume_from: Path | None) -> dict[str, l
     """Open every file the training config names (``resume_from``: the checkpoint ``ckpt_path`` or
     ``resume=true`` chose); return each checkpoint's class names by key, for :func:`check_checkpoint_classes`
     once the training folders exist."""
+    from digitcls.model.backbones import read_weights  # torchvision: predict's check_folders needs neither
+
     check_folders(cfg, ("train_path", "val_path", "test_path"))
     if cfg.pretrained:
         read_weights(Path(cfg.pretrained))

@@ -3,36 +3,41 @@
 Batched (never one image at a time), keyed by the path relative to ``test_path`` (equal file names in two
 folders never collide), labelled with class *names*, written atomically. Unreadable images go to
 ``pre_errors.csv`` and do not stop the run.
+
+Fast to start: the model runs on onnxruntime when it is installed (see :mod:`digitcls.inference`), images
+are decoded by threads of this process (OpenCV releases the GIL; no worker processes to start), the next
+batches decoding while the model runs the current one, and torch, Lightning, pandas and matplotlib are
+imported only by the code that needs them (``python -X importtime -m digitcls.predict --help``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import pandas as pd
-import torch
-from natsort import natsort_keygen
+import numpy as np
 from omegaconf import DictConfig
-from rich.progress import track
-from torch.utils.data import DataLoader
 
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import friendly_errors
-from digitcls.data.datamodule import PredictFolderDataset
-from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image
-from digitcls.errors import DataError
-from digitcls.inference import Predictor, load_predictor
-from digitcls.inputs import check_folders
-from digitcls.preprocess import PREPROCESSORS
-from digitcls.reports.plots import image_grid
-from digitcls.runs import newest_best_checkpoint, writable_folder
-from digitcls.schema import validated
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image, resize_to
+from digitcls.errors import BadImageError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from digitcls.inference import Predictor
 
 COLUMNS = ["image_id", "label", "confidence"]
+Decoded = tuple[np.ndarray, list[str], list[tuple[str, str]]]  # N x 3 x H x W uint8, their ids, (id, reason)
 
 
 @writer
@@ -47,32 +52,77 @@ def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def decode_batch(
+    paths: Sequence[Path], root: Path, size: tuple[int, int], preprocess: Callable[[np.ndarray], np.ndarray] | None,
+    max_image_pixels: int,
+) -> Decoded:
+    """Read, preprocess and resize each file: (images, their ids relative to ``root``, unreadable files)."""
+    images, ids, errors = [], [], []
+    for path in paths:
+        relative = path.relative_to(root).as_posix()
+        try:
+            image = read_image(path, max_image_pixels)
+        except BadImageError as error:
+            errors.append((relative, str(error)))
+            continue
+        images.append(resize_to(preprocess(image) if preprocess else image, *size))
+        ids.append(relative)
+    batch = np.stack(images).transpose(0, 3, 1, 2) if images else np.empty((0, 3, *size), np.uint8)
+    return np.ascontiguousarray(batch), ids, errors
+
+
+def decoded_batches(
+    paths: list[Path], batch_size: int, threads: int, decode: Callable[[Sequence[Path]], Decoded]
+) -> Iterator[Decoded]:
+    """``decode`` of each run of ``batch_size`` paths, in order. With ``threads`` > 0, that many batches
+    are decoded ahead by threads while the caller works on the current one (threads, not processes: the
+    decoding is OpenCV, which releases the GIL, and threads start in microseconds)."""
+    chunks = (paths[i : i + batch_size] for i in range(0, len(paths), batch_size))
+    if threads == 0:
+        yield from map(decode, chunks)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        ahead: deque[Future[Decoded]] = deque(pool.submit(decode, chunk) for chunk in islice(chunks, threads))
+        while ahead:
+            done = ahead.popleft().result()
+            ahead.extend(pool.submit(decode, chunk) for chunk in islice(chunks, 1))
+            yield done
+
+
 def label_folder(
     predictor: Predictor, root: str | Path, preprocess: str = "none", batch_size: int = 256, num_workers: int = 0,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions (image_id, label, confidence) sorted by image_id, and the unreadable files (path, reason),
-    files declaring more than ``max_image_pixels`` included."""
-    dataset = PredictFolderDataset(
-        root, predictor.img_size, preprocess=PREPROCESSORS[preprocess], max_image_pixels=max_image_pixels
-    )
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=dataset.collate,
-        persistent_workers=False,
-    )
+    files declaring more than ``max_image_pixels`` included. ``num_workers``: decoding threads."""
+    import pandas as pd
+    from natsort import natsort_keygen
+    from rich.progress import track
+
+    from digitcls.data.folders import unlabelled_samples
+    from digitcls.preprocess import PREPROCESSORS
+
+    root = Path(root)
+    paths = unlabelled_samples(root)
+
+    def decode(chunk: Sequence[Path]) -> Decoded:
+        return decode_batch(chunk, root, predictor.img_size, PREPROCESSORS[preprocess], max_image_pixels)
+
     ids: list[str] = []
     labels: list[str] = []
-    confidences: list[float] = []
+    confidences: list[np.ndarray] = []
     errors: list[tuple[str, str]] = []
-    for batch in track(loader, description="labelling", total=len(loader)):
-        errors.extend((bad.path, bad.reason) for bad in batch.errors)
-        if not batch.paths:
+    batches = decoded_batches(paths, batch_size, num_workers, decode)
+    for images, batch_ids, batch_errors in track(batches, description="labelling", total=math.ceil(len(paths) / batch_size)):
+        errors.extend(batch_errors)
+        if not batch_ids:
             continue
-        confidence, index = predictor.probabilities(batch.images).max(dim=1)
-        ids.extend(batch.paths)
-        labels.extend(predictor.class_names[i] for i in index.tolist())
-        confidences.extend(confidence.tolist())
-    predictions = pd.DataFrame({"image_id": ids, "label": labels, "confidence": confidences}, columns=COLUMNS)
+        probabilities = predictor.probabilities(images)
+        ids.extend(batch_ids)
+        labels.extend(predictor.class_names[i] for i in probabilities.argmax(axis=1).tolist())
+        confidences.append(probabilities.max(axis=1))
+    confidence = np.concatenate(confidences).astype(np.float64) if confidences else np.empty(0)
+    predictions = pd.DataFrame({"image_id": ids, "label": labels, "confidence": confidence}, columns=COLUMNS)
     predictions = predictions.sort_values("image_id", key=natsort_keygen(), ignore_index=True)
     return predictions, pd.DataFrame(errors, columns=["path", "reason"])
 
@@ -87,6 +137,9 @@ def prediction_grid(
     predictions: pd.DataFrame, root: Path, class_names: list[str], preprocess: str, count: int, seed: int,
     path: str | Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Path:
+    from digitcls.preprocess import PREPROCESSORS
+    from digitcls.reports.plots import image_grid  # matplotlib: only when a picture is asked for
+
     rows = random.Random(seed).sample(range(len(predictions)), min(count, len(predictions)))
     images, titles, wrong = [], [], []
     transform = PREPROCESSORS[preprocess]
@@ -101,6 +154,11 @@ def prediction_grid(
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
+    from digitcls.inference import load_predictor
+    from digitcls.inputs import check_folders
+    from digitcls.runs import newest_best_checkpoint, writable_folder
+    from digitcls.schema import validated
+
     cfg = validated(cfg, "predict")
     check_folders(cfg, ["test_path"])
     for key in ("output", "errors_output", "grid_output"):
@@ -125,15 +183,16 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         prediction_grid(predictions, root, predictor.class_names, cfg.preprocess, cfg.grid_size,
                         cfg.random_seed, cfg.grid_output, cfg.max_image_pixels)
     rate = len(predictions) / elapsed if elapsed > 0 else float("inf")
-    print(f"labelled {len(predictions)} images with {model_path} -> {cfg.output} ({rate:.0f} images/s)")
+    print(f"labelled {len(predictions)} images with {model_path} on {predictor.backend} -> {cfg.output} "
+          f"({rate:.0f} images/s)")
     if len(errors):
         print(f"{len(errors)} unreadable image(s) listed in {cfg.errors_output}")
-    return {"images": len(predictions), "errors": len(errors), "images_per_s": rate, "model_path": str(model_path)}
+    return {"images": len(predictions), "errors": len(errors), "images_per_s": rate, "model_path": str(model_path),
+            "backend": predictor.backend}
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    torch.set_grad_enabled(False)
     friendly_errors(predict)(cfg)
 
 

@@ -32,12 +32,16 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from digitcls.data.datamodule import BAD_IMAGE_POLICIES
-from digitcls.data.transforms import parse_augment
+from digitcls.choices import (  # not from their owners: those import torch, and predict may run without it
+    BAD_IMAGE_POLICIES,
+    METRICS,
+    MODEL_NAMES,
+    OPTIMIZER_NAMES,
+    OUTPUT_STRIDES,
+    parse_augment,
+    parse_scheduler,
+)
 from digitcls.errors import ConfigError
-from digitcls.model.backbones import MODEL_NAMES, OUTPUT_STRIDES
-from digitcls.model.module import METRICS
-from digitcls.model.optim import OPTIMIZER_NAMES, parse_scheduler
 from digitcls.preprocess import PREPROCESSORS
 
 # MobileNetV3 downsamples 32x; below 16 px the last feature map is empty

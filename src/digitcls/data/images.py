@@ -6,14 +6,16 @@ import io
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from digitcls.data.transforms import parse_img_size
 from digitcls.errors import BadImageError
+
+if TYPE_CHECKING:
+    import torch
 
 # 40 megapixels: far above any digit photo, and a decoded image stays around 120 MB (a 1 KB PNG can
 # declare 50,000 x 50,000 pixels: 7.5 GB decoded, or an OpenCV assertion above its own 1 Gpixel limit)
@@ -102,11 +104,18 @@ def _to_rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
 
 
 def resize(image: np.ndarray, img_size: int | Sequence[int]) -> np.ndarray:
-    """Resize to ``img_size`` (an int or (height, width)); a no-op when already that size.
+    """Resize to ``img_size`` (an int or (height, width)); a no-op when already that size."""
+    # imported here: it brings torch, which this module must not (predict on onnxruntime runs without it)
+    from digitcls.data.transforms import parse_img_size
+
+    return resize_to(image, *parse_img_size(img_size))
+
+
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize to ``height`` x ``width``; a no-op when already that size.
 
     INTER_AREA when shrinking in both directions (no aliasing), INTER_LINEAR otherwise.
     """
-    height, width = parse_img_size(img_size)
     in_height, in_width = image.shape[:2]
     if (in_height, in_width) == (height, width):
         return image
@@ -117,6 +126,8 @@ def resize(image: np.ndarray, img_size: int | Sequence[int]) -> np.ndarray:
 
 def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     """H x W x C uint8 array -> C x H x W uint8 tensor."""
+    import torch  # here, not at the top: predict on onnxruntime decodes with this module and runs without torch
+
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
