@@ -30,7 +30,12 @@ from omegaconf.errors import OmegaConfBaseException
 from digitcls.data.datamodule import BAD_IMAGE_POLICIES
 from digitcls.data.transforms import parse_augment
 from digitcls.errors import ConfigError
-from digitcls.model.backbones import MODEL_NAMES, OUTPUT_STRIDES
+from digitcls.model.backbones import (
+    MODEL_NAMES_ALLOWED,
+    OUTPUT_STRIDES,
+    check_model_name,
+    output_stride_problem,
+)
 from digitcls.model.module import METRICS
 from digitcls.model.optim import OPTIMIZER_NAMES, parse_scheduler
 from digitcls.preprocess import PREPROCESSORS
@@ -208,8 +213,7 @@ def _delegated(check: Callable[[Any], object]) -> Callable[[Any], bool]:
 
 
 RULES: dict[str, Rule] = {
-    "model_name": Rule(f"one of {', '.join(MODEL_NAMES)} (mobilenetv3 = MobileNetV3-Large)",
-                       _one_of(MODEL_NAMES), "mobilenetv3_small"),
+    "model_name": Rule(MODEL_NAMES_ALLOWED, _delegated(check_model_name), "mobilenetv3_small"),
     "class_number": Rule("a whole number >= 2 (the number of class folders in train_path)", _at_least(2), "10"),
     "dropout": Rule("a number in [0, 1)", _in(0, 1, high_open=True), "0.2"),
     "bn_momentum": Rule("a number in (0, 1]", _in(0, 1, low_open=True), "0.1"),
@@ -286,7 +290,8 @@ def _resume_or_ckpt_path(cfg: DictConfig) -> str | None:
 
 
 CROSS_RULES: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_class_weight_per_class, _epochs_after_warmup, _resume_or_ckpt_path],
+    "train": [_class_weight_per_class, _epochs_after_warmup, _resume_or_ckpt_path,
+              lambda cfg: output_stride_problem(cfg.model_name, cfg.output_stride)],
 }
 
 

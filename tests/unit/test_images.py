@@ -13,7 +13,6 @@ from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_t
 from digitcls.data.transforms import (
     AffineAugment,
     batch_augment,
-    normalization_for,
     parse_augment,
     parse_img_size,
 )
@@ -102,13 +101,6 @@ def test_tensor_is_chw_uint8(tmp_path: Path) -> None:
 def test_parse_img_size_errors(bad) -> None:
     with pytest.raises(ConfigError, match="img_size"):
         parse_img_size(bad)
-
-
-def test_normalization_table() -> None:
-    mean, std = normalization_for("mobilenetv3_small")
-    assert mean == (0.485, 0.456, 0.406) and std == (0.229, 0.224, 0.225)
-    with pytest.raises(ConfigError, match="model_name"):
-        normalization_for("resnet")
 
 
 # ----------------------------------------------------------------------------- augmentation
