@@ -82,6 +82,10 @@ def _timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is impo
     """The pretrained config timm keeps for the architecture (its head's name, mean and std); a
     :class:`ConfigError` for a name timm does not know."""
     architecture = timm_architecture(model_name)
+    if architecture is None:
+        raise ConfigError(
+            f"model_name: got {model_name!r}; allowed: {MODEL_NAMES_ALLOWED}; e.g. model_name=mobilenetv3_small."
+        )
     timm = _import_timm(model_name)
     hint = f"timm/<name> takes a name from timm.list_models() (timm {timm.__version__}), e.g. timm/resnet18"
     if not architecture or not timm.is_model(architecture):
@@ -99,13 +103,8 @@ def _timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is impo
 
 def check_model_name(model_name: str) -> None:
     """A :class:`ConfigError` unless ``model_name`` can be built here (timm installed and knowing the name)."""
-    if model_name in MOBILENET_NAMES or model_name == SHUFFLENET:
-        return
-    if timm_architecture(model_name) is None:
-        raise ConfigError(
-            f"model_name: got {model_name!r}; allowed: {MODEL_NAMES_ALLOWED}; e.g. model_name=mobilenetv3_small."
-        )
-    _timm_config(model_name)
+    if model_name not in MOBILENET_NAMES and model_name != SHUFFLENET:
+        _timm_config(model_name)
 
 
 def output_stride_problem(model_name: str, output_stride: int) -> str | None:
