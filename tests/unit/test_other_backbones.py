@@ -243,7 +243,7 @@ def test_checkpoint_head_is_found_by_name_not_by_order(name: str, tmp_path: Path
     assert load_classifier(path).backbone.get_submodule(head_name(name)).out_features == 3
 
     torch.save({"state_dict": state, "hyper_parameters": {**model.hparams, "class_names": ["a", "b"]}}, path)
-    with pytest.raises(CheckpointError, match=rf"names 2 classes but its last layer \({head_key}\) has 3 outputs"):
+    with pytest.raises(CheckpointError, match=rf"names 2 classes but its last layer has 3 outputs \({head_key}\)"):
         load_classifier(path)
 
 

@@ -211,13 +211,13 @@ def body_of(backbone: nn.Module) -> nn.Module:
     MobileNetV3: ``features`` (its head is the whole ``classifier``; ``avgpool`` holds no weights). timm
     models: every submodule outside ``get_classifier()`` (timm's API for the head). ShuffleNetV2: all
     but ``fc``. Parameters held directly by a module that contains the head (a ViT's ``cls_token`` and
-    ``pos_embed``) are not submodules and stay trainable.
+    ``pos_embed``) are not submodules and stay trainable. A module with none of these is all body.
     """
     if isinstance(backbone, MobileNetV3):
         return backbone.features
     get_classifier = getattr(backbone, "get_classifier", None)
-    head = get_classifier() if callable(get_classifier) else backbone.fc
-    return nn.ModuleList(_outside(backbone, head))
+    head = get_classifier() if callable(get_classifier) else getattr(backbone, "fc", None)
+    return nn.ModuleList(_outside(backbone, head)) if isinstance(head, nn.Module) else backbone
 
 
 def _outside(module: nn.Module, head: nn.Module) -> Iterator[nn.Module]:

@@ -44,8 +44,8 @@ def build_metrics(names: Sequence[str], class_number: int) -> MetricCollection:
 
 
 class DigitClassifier(L.LightningModule):
-    """Image classifier (MobileNetV3 by default, :mod:`~digitcls.model.backbones`). ``forward`` takes uint8 or [0, 1] float images and normalises itself,
-    so checkpoints and exported models need no outside preprocessing beyond resizing."""
+    """MobileNetV3 (or another :mod:`~digitcls.model.backbones` network) classifier. ``forward`` takes uint8
+    or [0, 1] float images and normalises itself, so checkpoints and exported models need no outside preprocessing beyond resizing."""
 
     def __init__(
         self,
@@ -192,7 +192,7 @@ def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: M
             f"model_path: {path} has hyperparameters this digitcls does not know: {unknown}. "
             "Use a .ckpt written by `python -m digitcls.train`."
         )
-    model_name = hparams.get("model_name", "mobilenetv3")
+    model_name = str(hparams.get("model_name", "mobilenetv3"))
     try:
         head_key = f"backbone.{head_name(model_name)}.weight"  # named: state dict order says nothing
     except ConfigError as error:
@@ -202,6 +202,6 @@ def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: M
     if not isinstance(head, Tensor) or head.ndim != 2 or head.shape[0] != classes:
         outputs = head.shape[0] if isinstance(head, Tensor) and head.ndim == 2 else "no"
         raise CheckpointError(
-            f"model_path: {path} names {classes} classes but its last layer ({head_key}) has {outputs} outputs: "
+            f"model_path: {path} names {classes} classes but its last layer has {outputs} outputs ({head_key}): "
             "it is damaged or not a digitcls checkpoint."
         )
