@@ -44,9 +44,8 @@ def build_metrics(names: Sequence[str], class_number: int) -> MetricCollection:
 
 
 class DigitClassifier(L.LightningModule):
-    """MobileNetV3 (or another :mod:`~digitcls.model.backbones` network) classifier. ``forward`` takes uint8
-    or [0, 1] float images and normalises itself, so checkpoints and exported models need no outside
-    preprocessing beyond resizing."""
+    """MobileNetV3 classifier. ``forward`` takes uint8 or [0, 1] float images and normalises itself,
+    so checkpoints and exported models need no outside preprocessing beyond resizing."""
 
     def __init__(
         self,
