@@ -26,7 +26,7 @@ from torch import Tensor
 
 from digitcls import atomic
 from digitcls.data.prepare import ensure_prepared
-from digitcls.data.transforms import normalization_for
+from digitcls.model.backbones import normalization_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"

@@ -35,9 +35,11 @@ from omegaconf.errors import OmegaConfBaseException
 from digitcls.choices import (  # not from their owners: those import torch, and predict may run without it
     BAD_IMAGE_POLICIES,
     METRICS,
-    MODEL_NAMES,
+    MODEL_NAMES_ALLOWED,
     OPTIMIZER_NAMES,
     OUTPUT_STRIDES,
+    check_model_name,
+    output_stride_problem,
     parse_augment,
     parse_scheduler,
 )
@@ -223,8 +225,7 @@ def _delegated(check: Callable[[Any], object]) -> Callable[[Any], bool]:
 
 
 RULES: dict[str, Rule] = {
-    "model_name": Rule(f"one of {', '.join(MODEL_NAMES)} (mobilenetv3 = MobileNetV3-Large)",
-                       _one_of(MODEL_NAMES), "mobilenetv3_small"),
+    "model_name": Rule(MODEL_NAMES_ALLOWED, _delegated(check_model_name), "mobilenetv3_small"),
     "class_number": Rule("a whole number >= 2 (the number of class folders in train_path)", _at_least(2), "10"),
     "dropout": Rule("a number in [0, 1)", _in(0, 1, high_open=True), "0.2"),
     "bn_momentum": Rule("a number in (0, 1]", _in(0, 1, low_open=True), "0.1"),
@@ -301,7 +302,8 @@ def _resume_or_ckpt_path(cfg: DictConfig) -> str | None:
 
 
 CROSS_RULES: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_class_weight_per_class, _epochs_after_warmup, _resume_or_ckpt_path],
+    "train": [_class_weight_per_class, _epochs_after_warmup, _resume_or_ckpt_path,
+              lambda cfg: output_stride_problem(cfg.model_name, cfg.output_stride)],
 }
 
 

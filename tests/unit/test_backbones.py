@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from digitcls.errors import CheckpointError
-from digitcls.model.backbones import MODEL_NAMES, LoadReport, build_backbone, load_pretrained
+from digitcls.model.backbones import MOBILENET_NAMES, LoadReport, build_backbone, load_pretrained
 
 HEAD = ["classifier.3.weight", "classifier.3.bias"]
 
@@ -44,8 +44,8 @@ def test_build_structure(name: str, last_in: int, monkeypatch: pytest.MonkeyPatc
         assert model(torch.rand(2, 3, 32, 32)).shape == (2, 7)
 
 
-def test_model_names() -> None:
-    assert MODEL_NAMES == ("mobilenetv3", "mobilenetv3_small")
+def test_mobilenet_names() -> None:
+    assert MOBILENET_NAMES == ("mobilenetv3", "mobilenetv3_small")
 
 
 
@@ -150,7 +150,7 @@ def test_unreadable_files(weights, tmp_path) -> None:
     assert "MobileNetV3" in str(error.value) and "weights_only=False" in str(error.value)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MOBILENET_NAMES)
 @pytest.mark.parametrize(("output_stride", "side"), [(32, 1), (16, 2), (8, 4)])
 def test_output_stride_sets_the_feature_map_size(name: str, output_stride: int, side: int) -> None:
     model = build_backbone(name, 10, output_stride=output_stride).eval()
@@ -160,7 +160,7 @@ def test_output_stride_sets_the_feature_map_size(name: str, output_stride: int, 
         assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MOBILENET_NAMES)
 def test_output_stride_32_is_torchvisions_network(name: str) -> None:
     from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 

@@ -11,15 +11,12 @@ import torch
 
 from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
 from digitcls.data.transforms import (
-    NORMALIZATION,
     AffineAugment,
     batch_augment,
-    normalization_for,
     parse_augment,
     parse_img_size,
 )
 from digitcls.errors import BadImageError, ConfigError
-from digitcls.model.backbones import MODEL_NAMES
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (6, 9, 3), dtype=np.uint8)
@@ -104,12 +101,6 @@ def test_parse_img_size_reads_a_square_or_height_then_width() -> None:
     """Bad values never get here: the schema refuses them (test_bad_inputs.RULE_CASES)."""
     assert parse_img_size(32) == (32, 32)
     assert parse_img_size([20, 36]) == (20, 36)
-
-
-def test_normalization_table_covers_every_model_name() -> None:
-    assert set(NORMALIZATION) == set(MODEL_NAMES)  # the schema accepts MODEL_NAMES; the table trusts it
-    mean, std = normalization_for("mobilenetv3_small")
-    assert mean == (0.485, 0.456, 0.406) and std == (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -56,7 +56,7 @@ class BestCheckpoint(ModelCheckpoint):
     def __init__(self, dirpath: str | Path, model_name: str, save_best_only: bool, save_one_only: bool) -> None:
         super().__init__(
             dirpath=dirpath,
-            filename=f"{model_name}_e{{epoch}}_{{val_acc:.5f}}",
+            filename=f"{model_name.replace('/', '-')}_e{{epoch}}_{{val_acc:.5f}}",  # timm/<name>: one file, no folder
             auto_insert_metric_name=False,
             monitor="val_acc",
             mode="max",

@@ -10,6 +10,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from digitcls.errors import ConfigError
+from digitcls.model.backbones import body_of as backbone_body
 from digitcls.model.optim import adopt_new_param_groups
 from digitcls.private_apis import BatchNorm
 
@@ -17,15 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def body_of(pl_module: pl.LightningModule) -> nn.Module:
-    """The module to freeze: ``pl_module.backbone.features`` (torchvision's body), else ``pl_module.backbone``."""
+    """The module to freeze: all of ``pl_module.backbone`` but its head (:func:`~digitcls.model.backbones.body_of`)."""
     backbone = getattr(pl_module, "backbone", None)
     if not isinstance(backbone, nn.Module):
         raise ConfigError(
             f"freeze_nonlinear_epoch: {type(pl_module).__name__} has no `backbone` module to freeze; "
             "set freeze_nonlinear_epoch=0."
         )
-    features = getattr(backbone, "features", None)
-    return features if isinstance(features, nn.Module) else backbone
+    return backbone_body(backbone)
 
 
 def _batchnorms(module: nn.Module) -> list[nn.Module]:

@@ -1,8 +1,9 @@
-"""Per-model normalisation, ``img_size`` parsing and the batched training augmentation.
+"""``img_size`` parsing and the batched training augmentation.
 
-Normalisation is applied by the model (so exported models and predict need no preprocessing); the
-augmentation runs on whole batches on the device (``DigitDataModule.on_after_batch_transfer``), which keeps
-the data-loader workers doing nothing but decoding.
+Normalisation belongs to the model (:func:`digitcls.model.backbones.normalization_for`, applied in its
+forward, so exported models and predict need no preprocessing); the augmentation runs on whole batches on the
+device (``DigitDataModule.on_after_batch_transfer``), which keeps the data-loader workers doing nothing but
+decoding.
 """
 
 from __future__ import annotations
@@ -15,21 +16,7 @@ import torch.nn.functional as F
 
 from digitcls.errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# model_name -> (mean, std) per RGB channel, for images scaled to [0, 1]
-NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "mobilenetv3": (IMAGENET_MEAN, IMAGENET_STD),
-    "mobilenetv3_small": (IMAGENET_MEAN, IMAGENET_STD),
-}
-
 AUGMENT_KEYS = ("degrees", "translate", "scale", "shear")
-
-
-def normalization_for(model_name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """(mean, std) for ``model_name``, a name :data:`digitcls.schema.RULES` accepted."""
-    return NORMALIZATION[model_name]
 
 
 def parse_img_size(value: int | Sequence[int]) -> tuple[int, int]:

@@ -1,39 +1,144 @@
-"""MobileNetV3 backbones (torchvision, built without downloading anything) and local pretrained weights.
+"""Backbones with a ``class_number``-way head, built without downloading anything, and local pretrained weights.
 
-The model is torchvision's own ``MobileNetV3``: ``model.features`` is the convolutional body (what
-:class:`~digitcls.callbacks.freeze.FreezeBackbone` freezes) and ``model.classifier`` the head,
-``Linear(960|576, 1280|1024) -> Hardswish -> Dropout(dropout) -> Linear(1280|1024, class_number)``.
+* ``mobilenetv3`` / ``mobilenetv3_small`` (the default): torchvision's own ``MobileNetV3``. ``model.features``
+  is the convolutional body and ``model.classifier`` the head, ``Linear(960|576, 1280|1024) -> Hardswish ->
+  Dropout(dropout) -> Linear(1280|1024, class_number)``.
+* The tutorial's other names: ``shufflenetv2`` is torchvision's ShuffleNetV2 1.0x (timm has no ShuffleNet);
+  ``adv-efficientnet-b2``, ``se_resnext50_32x4d`` and ``xception`` are timm architectures, as is any
+  ``timm/<name>``. timm is the maintained home of these networks (the tutorial's ``pretrainedmodels`` and
+  ``efficientnet_pytorch`` are unmaintained): we configure its models rather than keep copies of them. It is
+  an optional extra, imported only when one of its models is asked for.
+
+Every backbone takes 3-channel input (the data pipeline replicates grayscale to RGB) normalised with the
+mean/std its architecture was designed with (:func:`normalization_for`), and names its output layer
+explicitly (:func:`head_name`): nothing guesses the head from the order of a state dict.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
+from torchvision.models import shufflenet_v2_x1_0
 from torchvision.models.mobilenetv3 import MobileNetV3
 
 from digitcls.checkpoints import read_checkpoint
-from digitcls.errors import CheckpointError
+from digitcls.choices import (
+    MOBILENET_NAMES,
+    MODEL_NAMES_ALLOWED,
+    OUTPUT_STRIDES,
+    SHUFFLENET,
+    TIMM_ALIASES,
+    TIMM_PREFIX,
+)
+from digitcls.errors import CheckpointError, ConfigError
 from digitcls.private_apis import BatchNorm, mobilenet_v3_blocks
 
 log = logging.getLogger(__name__)
 
 # model_name -> torchvision's architecture name
-_ARCHITECTURES: dict[str, str] = {
-    "mobilenetv3": "mobilenet_v3_large",
-    "mobilenetv3_small": "mobilenet_v3_small",
-}
-MODEL_NAMES: tuple[str, ...] = tuple(_ARCHITECTURES)
-# total downsampling of `features`: 32 is torchvision's network; each halving drops its first stride-2 block
-OUTPUT_STRIDES: tuple[int, ...] = (32, 16, 8)
+_MOBILENETS: dict[str, str] = dict(zip(MOBILENET_NAMES, ("mobilenet_v3_large", "mobilenet_v3_small"), strict=True))
+TIMM_INSTALL = "pip install -e '.[timm]'"
 
-# Prefixes other trainers put in front of the torchvision key names (Lightning's `model.`/`backbone.`
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Prefixes other trainers put in front of the model's key names (Lightning's `model.`/`backbone.`
 # attributes, DataParallel's `module.`, the tutorial's `pretrain_`). Stripped repeatedly, in any order.
 KEY_PREFIXES: tuple[str, ...] = ("pretrain_", "model.", "module.", "backbone.")
+
+
+def timm_architecture(model_name: str) -> str | None:
+    """timm's name for ``model_name`` (one of :data:`TIMM_ALIASES` or ``timm/<name>``); None for torchvision's."""
+    if model_name.startswith(TIMM_PREFIX):
+        return model_name[len(TIMM_PREFIX) :]
+    return TIMM_ALIASES.get(model_name)
+
+
+def _import_timm(model_name: str) -> ModuleType:
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError(
+            f"model_name: {model_name} is built by timm, which is not installed. Install the timm extra "
+            f"({TIMM_INSTALL}, or pip install timm), or use mobilenetv3, mobilenetv3_small or shufflenetv2."
+        ) from None
+    return timm
+
+
+def _timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is imported lazily)
+    """The pretrained config timm keeps for the architecture (its head's name, mean and std); a
+    :class:`ConfigError` for a name timm does not know."""
+    architecture = timm_architecture(model_name)
+    if architecture is None:
+        raise ConfigError(
+            f"model_name: got {model_name!r}; allowed: {MODEL_NAMES_ALLOWED}; e.g. model_name=mobilenetv3_small."
+        )
+    timm = _import_timm(model_name)
+    hint = f"timm/<name> takes a name from timm.list_models() (timm {timm.__version__}), e.g. timm/resnet18"
+    if not architecture or not timm.is_model(architecture):
+        similar = timm.list_models(f"*{architecture.split('.')[0]}*")[:5] if architecture else []
+        nearest = f"; similar names: {', '.join(similar)}" if similar else ""
+        raise ConfigError(f"model_name: timm has no model {architecture!r}{nearest}. {hint}.")
+    try:
+        config = timm.get_pretrained_cfg(architecture, allow_unregistered=False)
+    except RuntimeError as error:  # an unknown `.tag`
+        raise ConfigError(f"model_name: {model_name}: {error} {hint}.") from None
+    if config is None or not config.classifier:
+        raise ConfigError(f"model_name: timm has no configuration (head, mean, std) for {architecture!r}. {hint}.")
+    return config
+
+
+def check_model_name(model_name: str) -> None:
+    """A :class:`ConfigError` unless ``model_name`` can be built here (timm installed and knowing the name)."""
+    if model_name not in MOBILENET_NAMES and model_name != SHUFFLENET:
+        _timm_config(model_name)
+
+
+def head_name(model_name: str) -> str:
+    """The module that outputs the ``class_number`` logits (its weight is ``<name>.weight`` in a state dict).
+
+    timm records it in each architecture's config (``classifier``, ``fc``, ``head.fc``, ...; timm's own
+    tests check that the state dict holds ``<classifier>.weight``).
+    """
+    if model_name in MOBILENET_NAMES:
+        return "classifier.3"
+    if model_name == SHUFFLENET:
+        return "fc"
+    classifier = _timm_config(model_name).classifier
+    return classifier if isinstance(classifier, str) else classifier[0]  # distilled models: (head, head_dist)
+
+
+def normalization_for(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel, for images scaled to [0, 1], that ``model_name``'s architecture expects.
+
+    torchvision's networks use ImageNet's statistics; timm's come from the architecture's config (e.g.
+    (0.5, 0.5, 0.5) for AdvProp EfficientNets and Xception). Grayscale digits are replicated to 3 channels,
+    so a single-channel mean/std is replicated too. Unknown names are a :class:`ConfigError`.
+    """
+    check_model_name(model_name)
+    if timm_architecture(model_name) is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    config = _timm_config(model_name)
+    mean, std = tuple(config.mean), tuple(config.std)
+    return (mean * 3, std * 3) if len(mean) == 1 else (mean, std)
+
+
+class DropoutLinear(nn.Linear):
+    """A Linear layer that applies dropout to its input: adds the ``dropout`` key to ShuffleNetV2's head
+    while keeping torchvision's key names (``fc.weight``, ``fc.bias``), so its weights files still map."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float) -> None:
+        super().__init__(in_features, out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.dropout(x))
 
 
 def build_backbone(
@@ -43,29 +148,72 @@ def build_backbone(
     bn_momentum: float = 0.1,
     output_stride: int = 32,
 ) -> nn.Module:
-    """A randomly initialised MobileNetV3 with a ``class_number``-way head; never downloads weights.
+    """A randomly initialised ``model_name`` with a ``class_number``-way head; never downloads weights.
 
-    torchvision's classifier structure is kept (Linear -> Hardswish -> Dropout -> Linear) so that
-    ImageNet-style checkpoints still map onto it; only the dropout ``p`` and the last Linear change.
-
-    ``output_stride`` 32 is torchvision's network unchanged: a 32 px digit is 1x1 after the last stage.
-    16 or 8 set the first one or two stride-2 inverted-residual blocks to stride 1 (as CIFAR-sized
-    variants do), so later stages see 2x2 or 4x4 maps at 32 px, for about 2x/4x the compute of those
-    stages. Strides hold no weights: the parameters, and so weights files, are the same for every value.
-    The arguments are trusted: :mod:`digitcls.schema` checked them.
+    ``dropout`` acts just before the last Linear layer (timm's ``drop_rate``). ``output_stride`` applies
+    to MobileNetV3 only (:func:`_mobilenet_v3`); the other architectures keep their strides. The
+    arguments are trusted: :mod:`digitcls.schema` checked them.
     """
-    # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
-    blocks, last_channel = mobilenet_v3_blocks(_ARCHITECTURES[model_name])
-    strided = [block for block in blocks if block.stride == 2]
-    for block in strided[: OUTPUT_STRIDES.index(output_stride)]:
-        block.stride = 1
-    model = MobileNetV3(blocks, last_channel, num_classes=class_number, dropout=dropout)
+    architecture = timm_architecture(model_name)
+    if model_name in MOBILENET_NAMES:
+        model = _mobilenet_v3(model_name, class_number, dropout, output_stride)
+    elif model_name == SHUFFLENET:
+        model = shufflenet_v2_x1_0(weights=None, num_classes=class_number)
+        model.fc = DropoutLinear(model.fc.in_features, class_number, dropout)
+    else:
+        _timm_config(model_name)  # a clear error for a name timm does not know
+        model = _import_timm(model_name).create_model(
+            architecture, pretrained=False, num_classes=class_number, drop_rate=dropout, in_chans=3
+        )
     # torchvision builds every BatchNorm with momentum=0.01: after a short run the running statistics
     # lag far behind the weights and eval accuracy collapses (26.9 % test after one MNIST epoch).
     for module in model.modules():
         if isinstance(module, BatchNorm):
             module.momentum = bn_momentum
     return model
+
+
+def _mobilenet_v3(model_name: str, class_number: int, dropout: float, output_stride: int) -> MobileNetV3:
+    """torchvision's MobileNetV3, its classifier structure kept (Linear -> Hardswish -> Dropout -> Linear)
+    so that ImageNet-style checkpoints still map onto it; only the dropout ``p`` and the last Linear change.
+
+    ``output_stride`` 32 is torchvision's network unchanged: a 32 px digit is 1x1 after the last stage.
+    16 or 8 set the first one or two stride-2 inverted-residual blocks to stride 1 (as CIFAR-sized
+    variants do), so later stages see 2x2 or 4x4 maps at 32 px, for about 2x/4x the compute of those
+    stages. Strides hold no weights: the parameters, and so weights files, are the same for every value.
+    """
+    # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
+    blocks, last_channel = mobilenet_v3_blocks(_MOBILENETS[model_name])
+    strided = [block for block in blocks if block.stride == 2]
+    for block in strided[: OUTPUT_STRIDES.index(output_stride)]:
+        block.stride = 1
+    return MobileNetV3(blocks, last_channel, num_classes=class_number, dropout=dropout)
+
+
+def body_of(backbone: nn.Module) -> nn.Module:
+    """What ``freeze_nonlinear_epoch`` freezes: everything but the classification head.
+
+    MobileNetV3: ``features`` (its head is the whole ``classifier``; ``avgpool`` holds no weights). timm
+    models: every submodule outside ``get_classifier()`` (timm's API for the head). ShuffleNetV2: all
+    but ``fc``. Parameters held directly by a module that contains the head (a ViT's ``cls_token`` and
+    ``pos_embed``) are not submodules and stay trainable. A module with none of these is all body.
+    """
+    if isinstance(backbone, MobileNetV3):
+        return backbone.features
+    get_classifier = getattr(backbone, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else getattr(backbone, "fc", None)
+    return nn.ModuleList(_outside(backbone, head)) if isinstance(head, nn.Module) else backbone
+
+
+def _outside(module: nn.Module, head: nn.Module) -> Iterator[nn.Module]:
+    """The largest submodules of ``module`` that do not contain ``head``."""
+    for child in module.children():
+        if child is head:
+            continue
+        if any(descendant is head for descendant in child.modules()):
+            yield from _outside(child, head)
+        else:
+            yield child
 
 
 @dataclass
@@ -113,7 +261,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     """Load the matching tensors of a local weights file into ``model`` and report every mismatch.
 
     Keys are remapped by stripping :data:`KEY_PREFIXES`; tensors whose shape differs (typically the
-    last classifier layer when the class count differs) are skipped. Mismatches are logged, never
+    head, :func:`head_name`, when the class count differs) are skipped. Mismatches are logged, never
     hidden, and a file that matches fewer than half of the model's parameters is rejected.
     """
     path = Path(path)

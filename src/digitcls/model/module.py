@@ -19,9 +19,8 @@ from torchmetrics.classification import (
 )
 
 from digitcls.checkpoints import read_checkpoint
-from digitcls.data.transforms import normalization_for
-from digitcls.errors import CheckpointError, DigitclsError
-from digitcls.model.backbones import build_backbone
+from digitcls.errors import CheckpointError, ConfigError, DigitclsError
+from digitcls.model.backbones import build_backbone, head_name, normalization_for
 from digitcls.model.loss import LabelSmoothingCrossEntropy
 from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
 
@@ -174,11 +173,16 @@ def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: M
             f"model_path: {path} has hyperparameters this digitcls does not know: {unknown}. "
             "Use a .ckpt written by `python -m digitcls.train`."
         )
-    head = [t for t in state_dict.values() if isinstance(t, Tensor) and t.ndim == 2][-1:]  # the last Linear
+    model_name = str(hparams.get("model_name", "mobilenetv3"))
+    try:
+        head_key = f"backbone.{head_name(model_name)}.weight"  # named: state dict order says nothing
+    except ConfigError as error:
+        raise CheckpointError(f"model_path: {path} was trained with model_name={model_name}. {error}") from None
+    head = state_dict.get(head_key)
     classes = len(hparams["class_names"])
-    if not head or head[0].shape[0] != classes:
-        outputs = head[0].shape[0] if head else "no"
+    if not isinstance(head, Tensor) or head.ndim != 2 or head.shape[0] != classes:
+        outputs = head.shape[0] if isinstance(head, Tensor) and head.ndim == 2 else "no"
         raise CheckpointError(
-            f"model_path: {path} names {classes} classes but its last layer has {outputs} outputs: "
+            f"model_path: {path} names {classes} classes but its last layer has {outputs} outputs ({head_key}): "
             "it is damaged or not a digitcls checkpoint."
         )
