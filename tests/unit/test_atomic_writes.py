@@ -127,7 +127,8 @@ NOT_FILES = {"self", "handle", "table", "stream", "sys", "os", "log", "logger", 
 REVIEWED = {
     ("data/prepare.py", "_write_png"): "PNGs of a split written in a temporary folder, swapped in whole",
     ("data/prepare.py", "_exclusive"): "an empty lock file, never read",
-    ("callbacks/checkpoint.py", "_after_save"): "last.ckpt through the AtomicCheckpointIO that BestCheckpoint installs",
+    ("callbacks/checkpoint.py", "_rewrite_last"): "last.ckpt through the AtomicCheckpointIO that BestCheckpoint installs",
+    ("callbacks/interrupt.py", "on_exception"): "last.ckpt on Ctrl-C, through the same AtomicCheckpointIO",
 }
 
 

@@ -15,7 +15,7 @@ from digitcls.data.datamodule import DigitDataModule
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.schema import validated
 from digitcls.train import build_datamodule, build_model
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, compose_train
 
 CLASS_NAMES = [str(d) for d in range(10)]
 # a value other than the constructor's default for every model argument, so that no default can pass for it

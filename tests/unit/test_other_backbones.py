@@ -15,9 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from digitcls.callbacks.freeze import FreezeBackbone
+from digitcls.choices import MODEL_NAMES
 from digitcls.errors import CheckpointError, ConfigError
 from digitcls.model.backbones import (
-    MODEL_NAMES,
     body_of,
     build_backbone,
     check_model_name,
@@ -28,8 +28,7 @@ from digitcls.model.backbones import (
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.schema import validated
 from digitcls.train import train
-from tests.conftest import balanced_labels, draw_digits, save_checkpoint
-from tests.tiny import TINY_TRAIN, compose_train
+from tests.helpers import TINY_TRAIN, balanced_labels, compose_train, draw_digits, save_checkpoint
 
 TIMM_CONVNEXT = "timm/test_convnext"  # timm's own tiny test networks; this one has a nested head (head.fc)
 TIMM_SMALL = ["timm/test_efficientnet", "timm/test_resnet", TIMM_CONVNEXT]  # train in seconds

@@ -88,7 +88,7 @@ class BestCheckpoint(ModelCheckpoint):
         before = set(self.best_k_models)
         super().on_train_epoch_end(trainer, pl_module)
         self._prune(trainer, before)
-        self._save_last(trainer)
+        self._rewrite_last(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         before = set(self.best_k_models)
@@ -102,7 +102,7 @@ class BestCheckpoint(ModelCheckpoint):
                 self.best_k_models.pop(path)
                 trainer.strategy.remove_checkpoint(path)
 
-    def _save_last(self, trainer: L.Trainer) -> None:
+    def _rewrite_last(self, trainer: L.Trainer) -> None:
         # at the epoch's very end, after its validation: a resume starts the next epoch (saved from
         # on_validation_end, the loops would resume inside an epoch whose validation already ran)
         fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.fast_dev_run

@@ -20,6 +20,7 @@ temporary folder inside ``out_dir`` and renamed into place only when complete.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -36,9 +37,6 @@ from typing import Any
 import cv2
 import numpy as np
 from rich.progress import track
-from torchvision.datasets import KMNIST, MNIST, FashionMNIST
-from torchvision.datasets.mnist import read_image_file, read_label_file
-from torchvision.datasets.utils import calculate_md5, extract_archive
 
 from digitcls import atomic
 from digitcls.cli import friendly_errors
@@ -63,8 +61,9 @@ OFFICIAL_SHAPES = {
     TEST_IMAGES: (10000, 28, 28),
     TEST_LABELS: (10000,),
 }
-# (file name, md5) -> dataset: the checksums torchvision's MNIST, FashionMNIST and KMNIST downloads check
-KNOWN_MD5 = {(name, md5): dataset.__name__ for dataset in (MNIST, FashionMNIST, KMNIST) for name, md5 in dataset.resources}
+# (file name, md5) -> dataset: the checksums torchvision's MNIST, FashionMNIST and KMNIST downloads check;
+# filled on first use, since importing torchvision takes seconds and an up-to-date check needs none of it
+KNOWN_MD5: dict[tuple[str, str], str] = {}
 SPLITS = ("train", "val", "test")
 MANIFEST = ".prepared.json"
 MANIFEST_VERSION = 1
@@ -79,6 +78,9 @@ CHUNK = 1000  # images per thread-pool task: large enough to amortise the task o
 def read_idx_gz(path: Path) -> np.ndarray:
     """A gzip-compressed IDX file, decompressed and decoded by torchvision's MNIST code (which reads only
     uncompressed files, so it gets a copy in a temporary folder: the raw folder may be read-only)."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+    from torchvision.datasets.utils import extract_archive
+
     kind, reader = ("images", read_image_file) if "-images-" in path.name else ("labels", read_label_file)
     with tempfile.TemporaryDirectory(prefix="digitcls-idx-") as scratch:
         try:
@@ -123,6 +125,8 @@ def _missing_raw_message(raw_dir: Path, why: str) -> str:
 
 def download_raw_files(raw_dir: Path) -> None:
     """torchvision's own MNIST download: mirrors, MD5 check, and nothing fetched for files already intact."""
+    from torchvision.datasets import MNIST
+
     log.info("downloading MNIST into %s with torchvision", raw_dir / "MNIST" / "raw")
     try:
         MNIST(root=str(raw_dir), train=False, download=True)  # train=False: loads only the small test set
@@ -132,7 +136,17 @@ def download_raw_files(raw_dir: Path) -> None:
 
 
 def raw_fingerprint(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {name: {"md5": calculate_md5(path), "size": path.stat().st_size} for name, path in files.items()}
+    return {name: {"md5": md5_of(path), "size": path.stat().st_size} for name, path in files.items()}
+
+
+def md5_of(path: Path) -> str:
+    """The file's MD5, as torchvision's ``calculate_md5`` computes it; not imported from there, because
+    ``import torchvision`` costs seconds that the "already up to date" check must not pay."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_raw(
@@ -156,6 +170,11 @@ def load_raw(
 
 def _check_md5(path: Path, md5: str, shape: tuple[int, ...]) -> str | None:
     """The dataset a file's MD5 identifies; a file shaped like MNIST's with an unknown MD5 is an error."""
+    if not KNOWN_MD5:
+        from torchvision.datasets import KMNIST, MNIST, FashionMNIST
+
+        for known in (MNIST, FashionMNIST, KMNIST):
+            KNOWN_MD5.update({(name, digest): known.__name__ for name, digest in known.resources})
     dataset = KNOWN_MD5.get((path.name, md5))
     if dataset is None and shape == OFFICIAL_SHAPES[path.name]:
         raise DataError(
