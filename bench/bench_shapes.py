@@ -23,7 +23,8 @@ from benchlib import REPO_ROOT, apply_threads, base_parser, ensure_data, finish,
 from hydra import compose, initialize_config_module
 from torch import nn
 
-from digitcls.model.backbones import MODEL_NAMES, OUTPUT_STRIDES, build_backbone
+from digitcls.choices import MOBILENET_NAMES, OUTPUT_STRIDES
+from digitcls.model.backbones import build_backbone
 from digitcls.train import train
 
 IMG_SIZES = (28, 32)
@@ -86,7 +87,7 @@ def main() -> None:
     apply_threads(args)
     quiet_libraries()
     data_dir = ensure_data(args.data_dir, args.raw_dir)
-    variants = list(product(MODEL_NAMES, IMG_SIZES, OUTPUT_STRIDES))
+    variants = list(product(MOBILENET_NAMES, IMG_SIZES, OUTPUT_STRIDES))
     costs = step_costs(variants, batch=64, rounds=2 if args.quick else 5)
     budget = 256 if args.quick else args.budget
     rows = []
