@@ -13,8 +13,9 @@
   ``model(x[None])`` (batch size 1, eval mode, ``no_grad``), ``argmax``: on an evenly spaced subset
   of the files (``--single-images``), reported as images/s.
 
-All use the same model: a randomly initialised ``DigitClassifier`` (seeded), which is as fast as a
-trained one, saved as a real checkpoint that our side loads.
+All use the same model: a randomly initialised ``DigitClassifier`` (seeded) shaped like the one
+``make train`` produces (``conf/experiment/mbv3.yaml``'s model_name, img_size and output_stride), which is
+as fast as a trained one, saved as a real checkpoint that our side loads.
 
     python bench/bench_predict.py [--quick] [--single-images 1000] [--no-cli]
 """
@@ -35,7 +36,7 @@ import lightning as L
 import pandas as pd
 import torch
 from benchlib import (
-    MODEL_NAME,
+    REPO_ROOT,
     apply_threads,
     base_parser,
     ensure_data,
@@ -46,6 +47,7 @@ from benchlib import (
     repeats,
     summarize,
 )
+from omegaconf import OmegaConf
 
 from digitcls.data.folders import unlabelled_samples
 from digitcls.inference import load_predictor
@@ -53,13 +55,18 @@ from digitcls.model.module import DigitClassifier
 from digitcls.predict import label_folder
 
 TARGET = 30.0
+# the model `make train` produces: the one `make predict` labels with
+RECIPE = OmegaConf.load(REPO_ROOT / "src" / "digitcls" / "conf" / "experiment" / "mbv3.yaml")
 CLI_TARGET_S = 6.0
 CLI_TIMEOUT_S = 300
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--img-size", type=int, default=32)
+    parser.add_argument("--img-size", type=int, default=RECIPE.img_size, help="default: the mbv3 recipe's")
+    parser.add_argument(
+        "--output-stride", type=int, default=RECIPE.output_stride, help="default: the mbv3 recipe's"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="our side's batch size (conf/predict.yaml)"
     )
@@ -70,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--single-images", type=int, default=None, help="files for the one-at-a-time side (default 1000)"
     )
     parser.add_argument(
-        "--model-name", default=None, help=f"default {MODEL_NAME} (--quick: mobilenetv3_small)"
+        "--model-name", default=RECIPE.model_name, help="default: the mbv3 recipe's"
     )
     parser.add_argument(
         "--no-cli", action="store_true", help="skip `python -m digitcls.predict` even when it exists"
@@ -80,7 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _model(args: argparse.Namespace) -> DigitClassifier:
     torch.manual_seed(0)
-    return DigitClassifier(model_name=args.model_name, img_size=args.img_size).eval()
+    return DigitClassifier(
+        model_name=args.model_name, img_size=args.img_size, output_stride=args.output_stride
+    ).eval()
 
 
 def write_checkpoint(model: DigitClassifier, path: Path) -> Path:
@@ -153,7 +162,6 @@ def timed(fn: Callable[[], int]) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quiet_libraries()
     apply_threads(args)
-    args.model_name = args.model_name or ("mobilenetv3_small" if args.quick else MODEL_NAME)
     data_dir = ensure_data(args.data_dir, args.raw_dir)
     folder = data_dir / "test"
     files = unlabelled_samples(folder)

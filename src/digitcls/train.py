@@ -34,7 +34,7 @@ from digitcls.progress import progress_bar
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
 from digitcls.schema import arguments_for, validated
 
-log = logging.getLogger("digitcls")
+log = logging.getLogger(__name__)
 
 
 def build_datamodule(cfg: DictConfig) -> DigitDataModule:

@@ -30,7 +30,7 @@ from digitcls.errors import DigitclsError
 from digitcls.private_apis import failed_job_error
 from digitcls.reports.sweep import JOB_STATUS_FILE, SUMMARY_MD, write_sweep_summary
 
-log = logging.getLogger("digitcls.sweep")
+log = logging.getLogger(__name__)
 
 
 def is_multirun(config: DictConfig) -> bool:

@@ -38,18 +38,25 @@ def image_grid(
     path: str | Path,
     suptitle: str = "",
 ) -> Path:
-    """Images (H x W x 3 uint8) in a square-ish grid, each titled; wrong ones titled in red."""
+    """Images (H x W [x 3] uint8) in a square-ish grid, each titled; wrong ones titled in red.
+
+    One axes for the whole grid, each image placed by its extent: a subplot per image made `make predict`'s
+    32-image picture cost 1.6 s, a third of labelling 10,000 images."""
     count = max(1, len(images))
     cols = min(8, count)
     rows = (count + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, title, is_wrong in zip(axes.flat, images, titles, wrong, strict=False):
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        ax.set_title(title, fontsize=8, color=WRONG if is_wrong else RIGHT, parse_math=False)
+    fig = plt.figure(figsize=(1.6 * cols, 1.8 * rows))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    for index, (image, title, is_wrong) in enumerate(zip(images, titles, wrong, strict=False)):
+        row, col = divmod(index, cols)  # a cell is 1 x 1 in data units: title on top, image below
+        extent = (col + 0.1, col + 0.9, row + 0.98, row + 0.3)
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, extent=extent, interpolation="nearest")
+        colour = WRONG if is_wrong else RIGHT
+        ax.text(col + 0.5, row + 0.27, title, ha="center", va="bottom", fontsize=8, color=colour, parse_math=False)
+    ax.set(xlim=(0, cols), ylim=(rows, 0), aspect="auto")
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10, parse_math=False)
+        fig.suptitle(suptitle, fontsize=10, y=1.02, parse_math=False)
     return save_figure(fig, path)
 
 
