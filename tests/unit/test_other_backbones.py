@@ -272,6 +272,28 @@ def two_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def test_an_input_size_the_timm_model_cannot_take_is_a_config_error_before_training(
+    two_digits: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("timm", reason="needs the timm extra")
+    # timm's tiny ViT cuts 16 px patches: the model itself refuses 24 px, reported as a config problem
+    expected = (r"img_size: timm/test_vit cannot take 24x24 images \(AssertionError: .*divisible by patch size "
+                r"\(16\)\)\. It was designed for 160x160: e\.g\. img_size=160")
+    with pytest.raises(ConfigError, match=expected):
+        DigitClassifier(model_name="timm/test_vit", img_size=24)
+    cfg = compose_train([
+        *TINY_TRAIN, "model_name=timm/test_vit", "img_size=24", "class_number=2", f"output_dir={tmp_path}",
+        f"train_path={two_digits / 'train'}", f"val_path={two_digits / 'val'}", f"test_path={two_digits / 'test'}",
+    ])  # fmt: skip
+    with pytest.raises(ConfigError, match=expected):  # before any epoch: nothing is saved
+        train(cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))
+    # a size it takes builds; the check leaves the model in training mode and its BatchNorm untouched
+    model = DigitClassifier(model_name="timm/test_resnet", img_size=[16, 24])
+    assert model.training
+    assert all(int(m.num_batches_tracked) == 0 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
 # The named aliases take 3-4 s of CPU each but write 0.2-0.6 GB of checkpoints (weights and optimizer state):
 # slow. Their families train in the default suite through timm's tiny test networks.
 @pytest.mark.parametrize(

@@ -173,6 +173,28 @@ def build_backbone(
     return model
 
 
+def check_input_size(model: nn.Module, model_name: str, height: int, width: int) -> None:
+    """A ConfigError now, not a traceback at the first batch, when a timm architecture cannot take
+    ``height`` x ``width`` inputs: each has its own limits (a ViT needs sides divisible by its patch, some
+    networks a fixed size), so one no-grad eval forward of a single blank image asks the model itself."""
+    if timm_architecture(model_name) is None:  # MobileNetV3 and ShuffleNetV2 take any size the schema allows
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, height, width))
+    except Exception as error:  # each architecture fails its own way (AssertionError, RuntimeError, ...)
+        _, pretrained_height, pretrained_width = _timm_config(model_name).input_size
+        raise ConfigError(
+            f"img_size: {model_name} cannot take {height}x{width} images "
+            f"({type(error).__name__}: {str(error).rstrip('.')}). "
+            f"It was designed for {pretrained_height}x{pretrained_width}: e.g. img_size={pretrained_height}."
+        ) from None
+    finally:
+        model.train(was_training)
+
+
 def _mobilenet_v3(model_name: str, class_number: int, dropout: float, output_stride: int) -> MobileNetV3:
     """torchvision's MobileNetV3, its classifier structure kept (Linear -> Hardswish -> Dropout -> Linear)
     so that ImageNet-style checkpoints still map onto it; only the dropout ``p`` and the last Linear change.

@@ -19,8 +19,9 @@ from torchmetrics.classification import (
 )
 
 from digitcls.checkpoints import read_checkpoint
+from digitcls.data.transforms import parse_img_size
 from digitcls.errors import CheckpointError, ConfigError, DigitclsError
-from digitcls.model.backbones import build_backbone, head_name, normalization_for
+from digitcls.model.backbones import build_backbone, check_input_size, head_name, normalization_for
 from digitcls.model.loss import LabelSmoothingCrossEntropy
 from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
 
@@ -75,6 +76,7 @@ class DigitClassifier(L.LightningModule):
         self.class_names = [str(name) for name in class_names]
         self.scheduler_spec = parse_scheduler(scheduler)  # fail at construction, not after an epoch
         self.backbone = build_backbone(model_name, len(self.class_names), dropout, bn_momentum, output_stride)
+        check_input_size(self.backbone, model_name, *parse_img_size(img_size))
         # NHWC runs MobileNetV3's depthwise convolutions about 2x faster on CPU (bench/); same results
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
