@@ -31,6 +31,7 @@ from benchlib import REPO_ROOT, RESULTS_DIR, log, machine_facts, write_json
 RUNS_DIR = Path("outputs/bench-accuracy")
 # (minimum mean test accuracy over the seeds, maximum wall time per run in seconds, start-up included) on 2 CPU cores
 TARGETS = {"mbv3_fast": (0.990, 2 * 60), "mbv3": (0.9965, 30 * 60)}
+TARGETS["mbv3_small"] = TARGETS["mbv3"]  # mbv3's targets, on a CPU where mbv3 itself takes 85 min
 
 
 def train_command(recipe: str, seed: int, extra: list[str]) -> list[str]:
@@ -109,7 +110,9 @@ def accuracy_table(results: dict[str, Any]) -> str:
         "| recipe | model, input | optimizer, schedule | epochs | test accuracy | wall time per run | CPU (2 cores) "
         "| target | met |\n|---|---|---|---|---|---|---|---|---|"
     )
-    return "\n".join([header, *(table_row(recipe, results[recipe]) for recipe in sorted(results, reverse=True))])
+    order = [recipe for recipe in ("mbv3_fast", "mbv3", "mbv3_small") if recipe in results]
+    order += sorted(set(results) - set(order))
+    return "\n".join([header, *(table_row(recipe, results[recipe]) for recipe in order)])
 
 
 def main(argv: list[str] | None = None) -> int:

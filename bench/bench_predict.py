@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--img-size", type=int, default=RECIPE.img_size, help="default: the mbv3 recipe's")
     parser.add_argument(
-        "--output-stride", type=int, default=RECIPE.output_stride, help="default: the mbv3 recipe's"
+        "--output-stride", type=int, default=RECIPE.get("output_stride", 32), help="default: the mbv3 recipe's"
     )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="our side's batch size (conf/predict.yaml)"

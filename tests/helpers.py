@@ -181,7 +181,6 @@ def crafted_checkpoint(path: Path, marker: Path) -> Path:
 # One epoch of MobileNetV3-small at 32 px on CPU: what the tests that train run.
 TINY_TRAIN = [
     "model_name=mobilenetv3_small",
-    "output_stride=32",  # the mbv3 recipe's 16 is MobileNetV3's only: tests switch to other backbones
     "epochs=1",
     "img_size=32",
     "batch_size=16",

@@ -47,7 +47,7 @@ def test_train_prepares_data_and_reaches_95_percent(project: Path, trained: dict
     assert sum(1 for _ in (project / "data" / "test").rglob("*.png")) == 10_000
     assert trained["test_acc"] >= 0.95, trained
     best = Path(trained["best_checkpoint"])
-    assert best.name.startswith("mobilenetv3_small_e0_") and (best.parent / "last.ckpt").is_file()
+    assert best.name.startswith("mobilenetv3_e0_") and (best.parent / "last.ckpt").is_file()
 
 
 def test_predict_then_evaluate_agree(project: Path, trained: dict) -> None:

@@ -392,7 +392,7 @@ RULE_CASES: list[tuple[str, str, list[str]]] = [
     ("train", "gradient_clip_val=-1", ["gradient_clip_val", ">= 0"]),
     ("train", "ema_decay=1.0", ["ema_decay", "(0, 1)"]),
     ("train", "metrics=[acc,top5]", ["metrics", "acc, f1, precision, recall"]),
-    ("train", "warmup_epoch=7", ["warmup_epoch", "no epoch after the warm-up", "epochs=7"]),
+    ("train", "warmup_epoch=15", ["warmup_epoch", "no epoch after the warm-up", "epochs=15"]),
     ("train", "save_best_only=sometimes", ["save_best_only", "true or false"]),
     ("evaluate", "worst_k=-1", ["worst_k"]),
     ("evaluate", "on_bad_image=ignore", ["on_bad_image", "skip or error"]),
