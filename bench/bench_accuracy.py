@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 from benchlib import REPO_ROOT, RESULTS_DIR, log, machine_facts, write_json
 
+from digitcls.data.transforms import parse_img_size
+
 RUNS_DIR = Path("outputs/bench-accuracy")
 # (minimum mean test accuracy over the seeds, maximum wall time per run in seconds, start-up included) on 2 CPU cores
 TARGETS = {"mbv3_fast": (0.990, 2 * 60), "mbv3": (0.9965, 30 * 60)}
@@ -82,8 +84,10 @@ def recipe_record(recipe: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
 def table_row(recipe: str, record: dict[str, Any]) -> str:
     """One README line: what the recipe trains and what it scored, from its record in accuracy.json."""
     hp = yaml.safe_load(record["hparams"])
-    size = hp["img_size"][0] if isinstance(hp["img_size"], list) else hp["img_size"]
-    model = f"{hp['model_name']}, {size} px, output stride {hp.get('output_stride', 32)}"
+    height, width = parse_img_size(hp["img_size"])
+    size = f"{height} px" if height == width else f"{height}x{width} px"
+    # records from before output_stride existed trained torchvision's stride 32
+    model = f"{hp['model_name']}, {size}, output stride {hp.get('output_stride', 32)}"
     schedule = f"{hp['optimizer']} {hp['learning_rate']:g}, {hp['scheduler']}"
     if "seeds" not in record:  # a single run recorded before the seeds loop existed
         seed = record["command"].partition("random_seed=")[2].split(" ")[0] or "42"

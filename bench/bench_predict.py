@@ -36,7 +36,6 @@ import lightning as L
 import pandas as pd
 import torch
 from benchlib import (
-    REPO_ROOT,
     apply_threads,
     base_parser,
     ensure_data,
@@ -47,7 +46,7 @@ from benchlib import (
     repeats,
     summarize,
 )
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_module
 
 from digitcls.data.folders import unlabelled_samples
 from digitcls.inference import load_predictor
@@ -55,8 +54,9 @@ from digitcls.model.module import DigitClassifier
 from digitcls.predict import label_folder
 
 TARGET = 30.0
-# the model `make train` produces: the one `make predict` labels with
-RECIPE = OmegaConf.load(REPO_ROOT / "src" / "digitcls" / "conf" / "experiment" / "mbv3.yaml")
+# the model `make train` produces (the one `make predict` labels with): the composed recipe, defaults included
+with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
+    RECIPE = compose(config_name="train", overrides=["+experiment=mbv3"])
 CLI_TARGET_S = 6.0
 CLI_TIMEOUT_S = 300
 
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--img-size", type=int, default=RECIPE.img_size, help="default: the mbv3 recipe's")
     parser.add_argument(
-        "--output-stride", type=int, default=RECIPE.get("output_stride", 32), help="default: the mbv3 recipe's"
+        "--output-stride", type=int, default=RECIPE.output_stride, help="default: the mbv3 recipe's"
     )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="our side's batch size (conf/predict.yaml)"
