@@ -11,7 +11,7 @@ then reads the run's ``summary.json`` (test accuracy of the best-val checkpoint,
 
     python bench/bench_accuracy.py [--recipes mbv3_fast,mbv3] [--seeds 1,2,3] [--collect] [-- extra overrides]
 
-``--table`` trains nothing and prints the README's accuracy table from ``accuracy.json``.
+The README's accuracy table is generated from ``accuracy.json`` by ``bench/readme_tables.py``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from benchlib import REPO_ROOT, RESULTS_DIR, log, machine_facts, write_json
-
-from digitcls.data.transforms import parse_img_size
 
 RUNS_DIR = Path("outputs/bench-accuracy")
 # (minimum mean test accuracy over the seeds, maximum wall time per run in seconds, start-up included) on 2 CPU cores
@@ -81,57 +78,15 @@ def recipe_record(recipe: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def table_row(recipe: str, record: dict[str, Any]) -> str:
-    """One README line: what the recipe trains and what it scored, from its record in accuracy.json."""
-    hp = yaml.safe_load(record["hparams"])
-    height, width = parse_img_size(hp["img_size"])
-    size = f"{height} px" if height == width else f"{height}x{width} px"
-    # records from before output_stride existed trained torchvision's stride 32
-    model = f"{hp['model_name']}, {size}, output stride {hp.get('output_stride', 32)}"
-    schedule = f"{hp['optimizer']} {hp['learning_rate']:g}, {hp['scheduler']}"
-    if "seeds" not in record:  # a single run recorded before the seeds loop existed
-        seed = record["command"].partition("random_seed=")[2].split(" ")[0] or "42"
-        accuracy = f"{record['test_acc']:.2%} (seed {seed} only)"
-        wall = f"{record['wall_time_s'] / 60:.1f} min"
-    else:
-        seeds = ", ".join(str(line["seed"]) for line in record["seeds"])
-        accuracy = (
-            f"**{record['test_acc_mean']:.2%}** over seeds {seeds} "
-            f"(min {record['test_acc_min']:.2%}, sd {100 * (record['test_acc_sd'] or 0):.2f} points)"
-        )
-        wall = f"{record['wall_time_s_median'] / 60:.1f} min (max {record['wall_time_s_max'] / 60:.1f})"
-    min_acc, max_s = TARGETS.get(recipe, (None, None))
-    target = f"mean ≥ {min_acc:.2%} in ≤ {max_s / 60:g} min" if min_acc else "—"
-    met = {True: "yes", False: "no", None: "—"}[record["meets_target"]] if "seeds" in record else "not measured"
-    cpu = (record.get("machine") or {}).get("cpu_model", "?")
-    cells = [f"`+experiment={recipe}`", model, schedule, hp["epochs"], accuracy, wall, cpu, target, met]
-    return "| " + " | ".join(map(str, cells)) + " |"
-
-
-def accuracy_table(results: dict[str, Any]) -> str:
-    """The README's accuracy table (`python bench/bench_accuracy.py --table`)."""
-    header = (
-        "| recipe | model, input | optimizer, schedule | epochs | test accuracy | wall time per run | CPU (2 cores) "
-        "| target | met |\n|---|---|---|---|---|---|---|---|---|"
-    )
-    order = [recipe for recipe in ("mbv3_fast", "mbv3", "mbv3_small") if recipe in results]
-    order += sorted(set(results) - set(order))
-    return "\n".join([header, *(table_row(recipe, results[recipe]) for recipe in order)])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default="mbv3_fast,mbv3", help="comma-separated experiment names")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated random_seed values")
     parser.add_argument("--collect", action="store_true", help="record existing runs, train nothing")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "accuracy.json")
-    parser.add_argument("--table", action="store_true", help="print the README's table from --output, train nothing")
     parser.add_argument("overrides", nargs="*", help="extra train overrides, e.g. trainer.accelerator=cpu")
     args = parser.parse_args(argv)
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    if args.table:
-        print(accuracy_table(json.loads(args.output.read_text())["recipes"]))
-        return 0
 
     # recipes not run this time keep their last record
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {}

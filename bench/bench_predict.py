@@ -76,9 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--single-images", type=int, default=None, help="files for the one-at-a-time side (default 1000)"
     )
-    parser.add_argument(
-        "--model-name", default=RECIPE.model_name, help="default: the mbv3 recipe's"
-    )
+    parser.add_argument("--model-name", default=RECIPE.model_name, help="default: the mbv3 recipe's")
     parser.add_argument(
         "--no-cli", action="store_true", help="skip `python -m digitcls.predict` even when it exists"
     )
@@ -130,7 +128,9 @@ def wall_s(command: list[str], cwd: Path) -> tuple[float, str | None]:
     """Wall seconds of ``command`` run in ``cwd``: (seconds, None), or (nan, why it failed)."""
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
         return float("nan"), f"`{' '.join(command[1:4])}` ran over {CLI_TIMEOUT_S} s"
     elapsed = time.perf_counter() - started
@@ -144,8 +144,14 @@ def predict_cli(checkpoint: Path, folder: Path, work_dir: Path) -> tuple[float, 
     """Wall seconds of the real command line, run in ``work_dir`` (where pre.csv and the picture land)."""
     work_dir.mkdir()
     elapsed, failure = wall_s(
-        [sys.executable, "-m", "digitcls.predict", f"model_path={checkpoint.resolve()}",
-         f"test_path={folder.resolve()}", f"hydra.run.dir={work_dir.resolve()}"],
+        [
+            sys.executable,
+            "-m",
+            "digitcls.predict",
+            f"model_path={checkpoint.resolve()}",
+            f"test_path={folder.resolve()}",
+            f"hydra.run.dir={work_dir.resolve()}",
+        ],
         work_dir,
     )
     if failure is None and not (work_dir / "pre.csv").is_file():
@@ -172,7 +178,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cli_repeats = 0 if args.no_cli else (1 if args.quick else 3)
     model = _model(args)
     notes = ["random-weight model (seeded): inference speed does not depend on the weights"]
-    runs: dict[str, list[float]] = {"ours": [], "torch": [], "single": [], "cli_s": [], "import_s": [], "help_s": []}
+    runs: dict[str, list[float]] = {
+        "ours": [],
+        "torch": [],
+        "single": [],
+        "cli_s": [],
+        "import_s": [],
+        "help_s": [],
+    }
     with tempfile.TemporaryDirectory(prefix="digitcls-bench-predict-") as tmp:
         checkpoint = write_checkpoint(model, Path(tmp) / "random.ckpt")
         started = time.perf_counter()
@@ -184,18 +197,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         on_torch = load_predictor(checkpoint, backend="torch")
         if ours.backend == "torch":
             notes.append("onnxruntime is not installed (the export extra): our side ran on torch")
-        by_ours = label_folder(ours, folder, "none", args.batch_size, args.num_workers)[0]  # warm-up + agreement
+        by_ours = label_folder(ours, folder, "none", args.batch_size, args.num_workers)[
+            0
+        ]  # warm-up + agreement
         by_torch = label_folder(on_torch, folder, "none", args.batch_size, args.num_workers)[0]
         agree = same_predictions(by_ours, by_torch)
         one_at_a_time(model, subset[:5], args.img_size)  # warm-up
         for index in range(n_repeats):  # interleaved
-            runs["ours"].append(timed(lambda: len(label_folder(ours, folder, "none", args.batch_size,
-                                                               args.num_workers)[0])))
-            runs["torch"].append(timed(lambda: len(label_folder(on_torch, folder, "none", args.batch_size,
-                                                                args.num_workers)[0])))
+            runs["ours"].append(
+                timed(lambda: len(label_folder(ours, folder, "none", args.batch_size, args.num_workers)[0]))
+            )
+            runs["torch"].append(
+                timed(
+                    lambda: len(label_folder(on_torch, folder, "none", args.batch_size, args.num_workers)[0])
+                )
+            )
             runs["single"].append(timed(lambda: one_at_a_time(model, subset, args.img_size)))
-            line = (f"ours ({ours.backend}) {runs['ours'][-1]:.0f} img/s, torch {runs['torch'][-1]:.0f} img/s, "
-                    f"one-at-a-time {runs['single'][-1]:.1f} img/s")
+            line = (
+                f"ours ({ours.backend}) {runs['ours'][-1]:.0f} img/s, torch {runs['torch'][-1]:.0f} img/s, "
+                f"one-at-a-time {runs['single'][-1]:.1f} img/s"
+            )
             if index < cli_repeats:
                 cli_s, failure = predict_cli(checkpoint, folder, Path(tmp) / f"cli{index}")
                 import_s, _ = wall_s([sys.executable, "-c", "import digitcls.predict"], Path(tmp))
@@ -252,8 +273,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "backend": ours.backend,
                 "images_per_s": ours_summary,
             },
-            "torch": {"what": "the same label_folder on load_predictor(checkpoint, backend='torch')",
-                      "images_per_s": torch_summary},
+            "torch": {
+                "what": "the same label_folder on load_predictor(checkpoint, backend='torch')",
+                "images_per_s": torch_summary,
+            },
             "cli": {
                 "what": "python -m digitcls.predict model_path=... test_path=...: wall seconds incl. Python "
                 "start-up, imports, model load (cached export), pre.csv and predictions.png; "

@@ -43,7 +43,9 @@ def digit_pngs(count: int, seed: int = 0) -> list[bytes]:
     images = []
     for n in range(count):
         image = np.zeros((28, 28), np.uint8)
-        cv2.putText(image, str(n % 10), (7 + int(rng.integers(-2, 3)), 21), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2)
+        cv2.putText(
+            image, str(n % 10), (7 + int(rng.integers(-2, 3)), 21), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2
+        )
         images.append(cv2.imencode(".png", image)[1].tobytes())
     return images
 
@@ -63,11 +65,24 @@ def free_port() -> int:
 
 def start_server(model: Path, overrides: list[str], log_file: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "digitcls.serve", f"model_path={model}", f"host={HOST}", f"port={port}",
-               "log_level=warning", *overrides]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "digitcls.serve",
+        f"model_path={model}",
+        f"host={HOST}",
+        f"port={port}",
+        "log_level=warning",
+        *overrides,
+    ]
     with log_file.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://{HOST}:{port}"
     try:
         wait_until_healthy(url, process, log_file, START_TIMEOUT_S)
@@ -95,8 +110,9 @@ def load(url: str, images: list[bytes], total: int, concurrency: int) -> dict[st
         session = sessions[index % concurrency]
         started = time.perf_counter()
         try:
-            response = session.post(f"{url}/predict", files={"image": ("digit.png", images[index % len(images)])},
-                                    timeout=60)
+            response = session.post(
+                f"{url}/predict", files={"image": ("digit.png", images[index % len(images)])}, timeout=60
+            )
             ok = response.status_code == 200 and "label" in response.json()
         except requests.RequestException:
             ok = False

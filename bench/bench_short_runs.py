@@ -52,7 +52,9 @@ def recipe(data_dir: Path, out: Path, items: int, epochs: int, seed: int) -> Any
         return compose(config_name="train", overrides=overrides)
 
 
-def training_images(datamodule: DigitDataModule, batches: int | None, augment: bool) -> Iterator[torch.Tensor]:
+def training_images(
+    datamodule: DigitDataModule, batches: int | None, augment: bool
+) -> Iterator[torch.Tensor]:
     for images, _ in islice(datamodule.train_dataloader(), batches):
         yield batch_augment(images, datamodule.augment) if augment else images
 
@@ -81,7 +83,12 @@ def measure(data_dir: Path, out: Path, items: int, epochs: int, batches: int, se
     # validated once, after the last epoch: the run's best checkpoint is its last, tested with running stats
     row: dict[str, Any] = {"items": items, "epochs": epochs, "train_s": round(train_s, 1),
                            "test running": summary["test_acc"]}  # fmt: skip
-    variants = {"running": None, f"precise {batches}": (batches, False), "all": (None, False), "all+aug": (None, True)}
+    variants = {
+        "running": None,
+        f"precise {batches}": (batches, False),
+        "all": (None, False),
+        "all+aug": (None, True),
+    }
     for name, how in variants.items():
         if how is not None:
             with torch.random.fork_rng(devices=[]):
@@ -118,8 +125,10 @@ def print_table(rows: list[dict[str, Any]], batches: int) -> None:
         return f"{value:.1%}"
 
     precise = f"precise {batches}"
-    print(f"\n| images x epochs | val / test: running stats (top class) | val / test: {precise} (top class) "
-          "| val: all batches | val: all batches, augmented | train s |")
+    print(
+        f"\n| images x epochs | val / test: running stats (top class) | val / test: {precise} (top class) "
+        "| val: all batches | val: all batches, augmented | train s |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['items']:,} x {r['epochs']} "

@@ -50,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--evals-per-epoch", type=int, default=4)
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
     parser.add_argument("--train-items", type=int, default=0, help="0 = the whole training split")
-    parser.add_argument("--test-items", type=int, default=0, help="0 = the whole test split (the figures use it)")
+    parser.add_argument(
+        "--test-items", type=int, default=0, help="0 = the whole test split (the figures use it)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     return parser.parse_args(argv)
 
@@ -65,7 +67,11 @@ def split_on_device(
 
 
 def build_model(args: argparse.Namespace, classes: list[str], device: torch.device) -> DigitClassifier:
-    kwargs: dict[str, Any] = {"model_name": args.model_name, "class_names": classes, "img_size": args.img_size}
+    kwargs: dict[str, Any] = {
+        "model_name": args.model_name,
+        "class_names": classes,
+        "img_size": args.img_size,
+    }
     if args.output_stride is not None:
         if "output_stride" not in inspect.signature(DigitClassifier).parameters:
             raise SystemExit("--output-stride: this digitcls's DigitClassifier has no output_stride")
@@ -90,9 +96,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet_libraries()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device visible: run this on a GPU machine (or --device cpu for a smoke run)")
+        raise SystemExit(
+            "no CUDA device visible: run this on a GPU machine (or --device cpu for a smoke run)"
+        )
     if args.quick:
-        args.train_items, args.test_items, args.epochs, args.batch_size, args.evals_per_epoch = 512, 256, 1, 64, 2
+        args.train_items, args.test_items, args.epochs, args.batch_size, args.evals_per_epoch = (
+            512,
+            256,
+            1,
+            64,
+            2,
+        )
     if device.type == "cpu":
         args.precision = "fp32"  # bf16 autocast runs at about a third of fp32 speed on CPU (bench_train.py)
     torch.manual_seed(args.seed)
@@ -100,8 +114,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     data_dir = ensure_data(args.data_dir, args.raw_dir)
     classes = discover_classes(data_dir / "train")
-    train_x, train_y = split_on_device(data_dir, "train", classes, args.img_size, device, args.train_items, args.seed)
-    test_x, test_y = split_on_device(data_dir, "test", classes, args.img_size, device, args.test_items, args.seed)
+    train_x, train_y = split_on_device(
+        data_dir, "train", classes, args.img_size, device, args.train_items, args.seed
+    )
+    test_x, test_y = split_on_device(
+        data_dir, "test", classes, args.img_size, device, args.test_items, args.seed
+    )
     log(f"time-to-accuracy: {len(train_y)} train / {len(test_y)} test images on {device}")
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[args.precision]
@@ -170,7 +188,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "images_per_s": round(len(train_y) * args.epochs / trained_s, 1),
     }
     settings = {k: v for k, v in vars(args).items() if k not in ("output",)}
-    settings = {k: str(v) if not isinstance(v, (int, float, str, type(None))) else v for k, v in settings.items()}
+    settings = {
+        k: str(v) if not isinstance(v, (int, float, str, type(None))) else v for k, v in settings.items()
+    }
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return finish("gpu_time_to_accuracy", args, {"metrics": metrics, "device": device_name,
                                                  "settings": settings, "curve": curve})  # fmt: skip
