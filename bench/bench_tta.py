@@ -82,10 +82,10 @@ def load_run(run: Path, data_dir: Path) -> tuple[DigitClassifier, Any, dict[str,
     return load_classifier(checkpoint), build_datamodule(cfg), summary
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="training run folders (summary.json, .hydra/)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     apply_threads(args)
     quiet_libraries()
 

@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from tests.helpers import TINY_TRAIN, run_ok
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 METRIC_KEYS = {
@@ -115,3 +119,29 @@ def test_each_script_runs_alone_with_output(tiny_folders: Path, tmp_path: Path) 
         assert payload["bench"] == name and payload["quick"] is True
         _positive_numbers(payload["metrics"], keys)
         assert payload["machine"]["cpu_count"] >= 1
+
+
+def test_tta_bench_chooses_on_val_and_reproduces_the_runs_test_accuracy(
+    tiny_folders: Path, tmp_path: Path
+) -> None:
+    """A real tiny training run, then bench_tta on its folder: the bench itself stops unless its no-view test
+    accuracy equals the run's summary.json (a second path to the same number)."""
+    splits = [f"{split}_path={tiny_folders / split}" for split in ("train", "val", "test")]
+    run_ok("digitcls.train", [*TINY_TRAIN, *splits, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    _run([str(BENCH / "bench_tta.py"), "--data-dir", str(tiny_folders), str(tmp_path / "run"),
+          "--output", str(tmp_path / "tta.json")])  # fmt: skip
+    result = json.loads((tmp_path / "tta.json").read_text())
+    metrics, val = result["metrics"], result["metrics"]["val_acc_mean"]
+    assert metrics["chosen_on_val"] in val and val[metrics["chosen_on_val"]] == max(val.values())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert metrics["test_acc_without"]["mean"] == round(summary["test_acc"], 5)
+
+
+def test_tta_shift_moves_the_image_and_fills_with_background() -> None:
+    sys.path.insert(0, str(BENCH))
+    from bench_tta import shifted
+
+    image = torch.arange(1, 10, dtype=torch.float32).view(1, 1, 3, 3)
+    assert shifted(image, 1, 0)[0, 0].tolist() == [[0, 1, 2], [0, 4, 5], [0, 7, 8]]  # one pixel right
+    assert shifted(image, 0, -1)[0, 0].tolist() == [[4, 5, 6], [7, 8, 9], [0, 0, 0]]  # one pixel up
+    assert torch.equal(shifted(image, 0, 0), image)
