@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from bench_accuracy import TARGETS
 from bench_tta import VIEW_NOTES
-from benchlib import REPO_ROOT, RESULTS_DIR
+from benchlib import REPO_ROOT, RESULTS_DIR, write_atomic
 
 from digitcls.data.transforms import parse_img_size
 
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         readme = block(name).sub(
             lambda found, name=name: f"{found.group(1)}\n{TABLES[name]()}\n{found.group(2)}", readme
         )
-    README.write_text(readme, encoding="utf-8")
+    write_atomic(README, readme)
     print(f"rewrote {len(stale)} table(s): {', '.join(stale) or 'none'}")
     return 0
 
