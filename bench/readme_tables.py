@@ -262,6 +262,35 @@ def tta_table() -> str:
     )
 
 
+def ema_table() -> str:
+    """mbv3_small's seeds without and with ``ema_decay`` (``ema.json``: the same bench, one override added)."""
+    without = load("accuracy")["recipes"]["mbv3_small"]
+    with_ema = load("ema")["recipes"]["mbv3_small"]
+    rows = []
+    for plain, ema in zip(without["seeds"], with_ema["seeds"], strict=True):
+        assert plain["seed"] == ema["seed"], (plain["seed"], ema["seed"])
+        rows.append(
+            [
+                plain["seed"],
+                *(percent(line[key]) for line in (plain, ema) for key in ("best_val_acc", "test_acc")),
+            ]
+        )
+    rows.append(
+        [
+            "**mean**",
+            *(
+                f"**{percent(record[key])}**"
+                for record in (without, with_ema)
+                for key in ("val_acc_mean", "test_acc_mean")
+            ),
+        ]
+    )
+    decay = with_ema["seeds"][0]["command"].partition("ema_decay=")[2].split(" ")[0]
+    return table(
+        ["seed", "val, no EMA", "test, no EMA", f"val, ema_decay={decay}", f"test, ema_decay={decay}"], rows
+    )
+
+
 def short_runs_table() -> str:
     result = load("short_runs")
     batches = result["batches"]
@@ -307,6 +336,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "accuracy": accuracy_table,
     "shapes": shapes_table,
     "tta": tta_table,
+    "ema": ema_table,
     "short_runs": short_runs_table,
     "serve": serve_table,
 }
