@@ -197,21 +197,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         on_torch = load_predictor(checkpoint, backend="torch")
         if ours.backend == "torch":
             notes.append("onnxruntime is not installed (the export extra): our side ran on torch")
-        by_ours = label_folder(ours, folder, "none", args.batch_size, args.num_workers)[
-            0
-        ]  # warm-up + agreement
-        by_torch = label_folder(on_torch, folder, "none", args.batch_size, args.num_workers)[0]
+
+        def labelled(predictor: Any) -> Any:
+            """``make predict``'s labelling of the whole folder (its pre.csv rows)."""
+            return label_folder(predictor, folder, "none", args.batch_size, args.num_workers)[0]
+
+        by_ours = labelled(ours)  # warm-up + agreement
+        by_torch = labelled(on_torch)
         agree = same_predictions(by_ours, by_torch)
         one_at_a_time(model, subset[:5], args.img_size)  # warm-up
         for index in range(n_repeats):  # interleaved
-            runs["ours"].append(
-                timed(lambda: len(label_folder(ours, folder, "none", args.batch_size, args.num_workers)[0]))
-            )
-            runs["torch"].append(
-                timed(
-                    lambda: len(label_folder(on_torch, folder, "none", args.batch_size, args.num_workers)[0])
-                )
-            )
+            runs["ours"].append(timed(lambda: len(labelled(ours))))
+            runs["torch"].append(timed(lambda: len(labelled(on_torch))))
             runs["single"].append(timed(lambda: one_at_a_time(model, subset, args.img_size)))
             line = (
                 f"ours ({ours.backend}) {runs['ours'][-1]:.0f} img/s, torch {runs['torch'][-1]:.0f} img/s, "

@@ -41,6 +41,7 @@ def test_same_seed_same_metrics_and_predictions(tiny_folders: Path, tmp_path: Pa
 
     # and the seed matters: another one trains differently from its first epoch on
     _, other_metrics, _ = run(tiny_folders, tmp_path / "c", "random_seed=1", "epochs=1")
+
     def first_epoch_loss(metrics: pd.DataFrame) -> float:
         (loss,) = metrics[metrics["epoch"] == 0]["train_loss_epoch"].dropna()
         return loss
