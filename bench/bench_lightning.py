@@ -2,7 +2,7 @@
 
 Same model (``DigitClassifier``: backbone + its own normalisation, same seed), same data (a fixed list
 of pre-built uint8 batches in memory, so data loading is not the variable), same precision (fp32),
-optimizer (AdamW via ``build_optimizer``) and loss (the module's ``LabelSmoothingCrossEntropy``).
+optimizer (AdamW via ``build_optimizer``) and loss (the module's ``nn.CrossEntropyLoss``).
 The Lightning side runs ``Trainer.fit`` with ``max_steps`` and logs exactly as in training (train_loss
 per step, the train metrics updated every step); the plain side is ``zero_grad, forward, loss,
 backward, step``. Each repeat warms up, then times ``--steps`` steps from the end of the last warm-up
@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": n_repeats,
             "precision": "32-true",
             "optimizer": "AdamW(lr=2e-3, weight_decay=1e-4)",
-            "loss": f"LabelSmoothingCrossEntropy(label_smooth={LABEL_SMOOTH})",
+            "loss": f"nn.CrossEntropyLoss(label_smoothing={LABEL_SMOOTH})",
             "data": "a fixed list of pre-built uint8 batches in memory (both sides)",
             "sides": measured,
             "per_step_breakdown": breakdown,

@@ -29,7 +29,6 @@ from digitcls.data.cache import load_split
 from digitcls.data.datamodule import ImageFolderDataset, train_subset
 from digitcls.data.folders import discover_classes, labelled_samples
 from digitcls.data.transforms import batch_augment
-from digitcls.model.loss import LabelSmoothingCrossEntropy
 from digitcls.model.module import DigitClassifier
 from digitcls.model.optim import build_optimizer
 
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     model = build_model(args, classes, device)
     model.train()
-    criterion = LabelSmoothingCrossEntropy(label_smooth=0.1)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     optimizer = build_optimizer("SGD", model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-len(train_y) // args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(

@@ -270,10 +270,8 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
     """Epoch 0 trains and saves last.ckpt; then the training loss turns NaN, as a diverging run's does (here
     forced: the loss module returns NaN from the first training step of epoch 1). The run stops with a
     message naming epoch 1 and its step, and epoch 0's last.ckpt still holds finite weights."""
-    from digitcls.model.loss import LabelSmoothingCrossEntropy
-
     steps_per_epoch = 200 // 16 + 1  # tiny_folders: 200 training images, batch_size=16
-    real_forward = LabelSmoothingCrossEntropy.forward
+    real_forward = torch.nn.CrossEntropyLoss.forward
     training_calls = 0
 
     def diverging_forward(self, *args, **kwargs):
@@ -285,7 +283,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_ckpt(
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(LabelSmoothingCrossEntropy, "forward", diverging_forward)
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", diverging_forward)
     ctx = Ctx(tiny_folders, tmp_path, tmp_path / "unused.ckpt")
     status = run_in_process(TRAIN, ctx.train_args("epochs=3", "scheduler=none"), tmp_path / "hydra", monkeypatch)
 

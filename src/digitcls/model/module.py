@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -22,7 +22,6 @@ from digitcls.checkpoints import read_checkpoint
 from digitcls.data.transforms import parse_img_size
 from digitcls.errors import CheckpointError, ConfigError, DigitclsError
 from digitcls.model.backbones import build_backbone, check_input_size, head_name, normalization_for
-from digitcls.model.loss import LabelSmoothingCrossEntropy
 from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
 
 # `average=` is always explicit: torchmetrics' defaults differ between wrappers (micro vs macro).
@@ -83,7 +82,8 @@ class DigitClassifier(L.LightningModule):
         mean, std = normalization_for(model_name)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-        self.criterion = LabelSmoothingCrossEntropy(label_smooth=label_smooth, class_weight=class_weight)
+        weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smooth)
         stage_metrics = build_metrics(metrics, len(self.class_names))
         self.train_metrics = stage_metrics.clone(prefix="train_")
         self.val_metrics = stage_metrics.clone(prefix="val_")
@@ -98,7 +98,7 @@ class DigitClassifier(L.LightningModule):
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> Tensor:
         images, labels = batch
         logits = self(images)
-        loss = self.criterion(logits, labels)
+        loss = self.criterion(logits.float(), labels)  # float32: exact and stable under mixed precision
         on_step = stage == "train"
         self.log(
             f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels),
