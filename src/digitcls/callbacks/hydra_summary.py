@@ -94,7 +94,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows, _ = write_sweep_summary(sweep_dir, plot=self.plot)
-        failed = [row.job for row in rows if row.status == "failed"]
+        failed = rows.job[rows.status == "failed"].tolist()
         print((sweep_dir / SUMMARY_MD).read_text(), flush=True)
         if failed:
             log.warning(

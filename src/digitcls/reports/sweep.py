@@ -12,18 +12,15 @@ Built only from what each job leaves in its folder, so it can be rebuilt at any 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from digitcls import atomic
-from digitcls.atomic import atomic_path, writer
 from digitcls.runs import SUMMARY_FILE
 
 JOB_STATUS_FILE = "job_status.json"
@@ -34,27 +31,13 @@ METRICS_CSV = "metrics.csv"
 UNFINISHED = "unfinished: no summary.json nor job_status.json (killed, timed out, or still running)"
 NO_SUMMARY = "ended without writing summary.json"
 MD_ERROR_CHARS = 160  # summary.md stays readable; summary.csv and job_status.json keep the whole message
-
-
-@dataclass
-class JobRow:
-    """One job of the sweep, as it appears in summary.csv."""
-
-    rank: int | None
-    job: int | None
-    status: str  # ok | failed
-    best_val_acc: float | None
-    test_acc: float | None
-    best_epoch: int | None
-    epochs_run: int | None
-    wall_time_s: float | None
-    overrides: list[str]
-    error: str | None
-    output_dir: str
-    best_checkpoint: str | None
-
-
-COLUMNS = [f.name for f in fields(JobRow)]
+COLUMNS = ["rank", "job", "status", "best_val_acc", "test_acc", "best_epoch", "epochs_run", "wall_time_s",
+           "overrides", "error", "output_dir", "best_checkpoint"]
+# summary.md: column -> (heading, number format)
+MD_COLUMNS = {"rank": ("rank", "g"), "job": ("job", "g"), "status": ("status", ""),
+              "best_val_acc": ("best val acc", ".4f"), "test_acc": ("test acc", ".4f"),
+              "best_epoch": ("best epoch", "g"), "epochs_run": ("epochs", "g"),
+              "wall_time_s": ("wall time (s)", ".1f"), "varying": ("overrides", ""), "error": ("error", "")}
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -82,93 +65,60 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def read_job(job_dir: Path) -> JobRow:
+def read_job(job_dir: Path) -> dict[str, Any]:
     """One row from a job folder; a job that left no summary.json is ``failed``."""
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     summary = _read_json(job_dir / SUMMARY_FILE)
     status = _read_json(job_dir / JOB_STATUS_FILE) or {}
-    failed = status.get("status") == "failed" or summary is None
     error = status.get("error")
     if summary is None and error is None:
         error = NO_SUMMARY if status else UNFINISHED
+    failed = status.get("status") == "failed" or summary is None
     summary = summary or {}
-    wall_time = status.get("wall_time_s", summary.get("wall_time_s"))
-    return JobRow(
-        rank=None,
-        job=_job_number(job_dir),
-        status="failed" if failed else "ok",
-        best_val_acc=_finite(summary.get("best_val_acc")),
-        test_acc=_finite(summary.get("test_acc")),
-        best_epoch=summary.get("best_epoch"),
-        epochs_run=summary.get("epochs_run"),
-        wall_time_s=_finite(wall_time),
-        overrides=[str(o) for o in overrides],
-        error=error,
-        output_dir=str(job_dir),
-        best_checkpoint=summary.get("best_checkpoint"),
+    return {
+        "job": _job_number(job_dir),
+        "status": "failed" if failed else "ok",
+        "best_val_acc": _finite(summary.get("best_val_acc")),
+        "test_acc": _finite(summary.get("test_acc")),
+        "best_epoch": summary.get("best_epoch"),
+        "epochs_run": summary.get("epochs_run"),
+        "wall_time_s": _finite(status.get("wall_time_s", summary.get("wall_time_s"))),
+        "overrides": [str(o) for o in overrides],
+        "error": error,
+        "output_dir": str(job_dir),
+        "best_checkpoint": summary.get("best_checkpoint"),
+    }
+
+
+def collect(sweep_dir: Path) -> pd.DataFrame:
+    """One row per job folder under ``sweep_dir``, ranked: best val acc first (test acc, then job number, break
+    ties); jobs without a score, then failed ones, last."""
+    rows = pd.DataFrame([read_job(d) for d in job_dirs(sweep_dir)], columns=COLUMNS[1:])
+    rows = rows.astype({"job": "Int64", "best_epoch": "Int64", "epochs_run": "Int64",
+                        "best_val_acc": float, "test_acc": float, "wall_time_s": float})
+    rows = rows.assign(failed=rows.status != "ok", unscored=rows.best_val_acc.isna()).sort_values(
+        ["failed", "unscored", "best_val_acc", "test_acc", "job"], ascending=[True, True, False, False, True],
+        na_position="last", kind="stable",
     )
+    return rows.drop(columns=["failed", "unscored"]).assign(rank=range(1, len(rows) + 1))[COLUMNS]
 
 
-def rank_jobs(rows: Sequence[JobRow]) -> list[JobRow]:
-    """Best val acc first (test acc, then job number, break ties); jobs without a score, then failed ones, last."""
-
-    def key(row: JobRow) -> tuple:
-        return (
-            row.status != "ok",
-            row.best_val_acc is None,
-            -(row.best_val_acc or 0.0),
-            -(row.test_acc or 0.0),
-            row.job if row.job is not None else math.inf,
-        )
-
-    ranked = sorted(rows, key=key)
-    for position, row in enumerate(ranked, start=1):
-        row.rank = position
-    return ranked
-
-
-def collect(sweep_dir: Path) -> list[JobRow]:
-    """The ranked rows of every job folder under ``sweep_dir``."""
-    return rank_jobs([read_job(d) for d in job_dirs(sweep_dir)])
-
-
-def common_overrides(rows: Sequence[JobRow]) -> list[str]:
+def common_overrides(rows: pd.DataFrame) -> list[str]:
     """Overrides every job shares (e.g. ``+experiment=mbv3 epochs=1``): the table shows only the rest."""
     if len(rows) < 2:
         return []
-    shared = set(rows[0].overrides).intersection(*(row.overrides for row in rows[1:]))
-    return [o for o in rows[0].overrides if o in shared]
+    shared = set(rows.overrides.iloc[0]).intersection(*rows.overrides.iloc[1:])
+    return [o for o in rows.overrides.iloc[0] if o in shared]
 
 
-def varying_overrides(row: JobRow, common: Sequence[str]) -> str:
-    return " ".join(o for o in row.overrides if o not in common)
-
-
-@writer
-def write_csv(rows: Sequence[JobRow], path: Path) -> Path:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        table = csv.DictWriter(handle, fieldnames=COLUMNS)
-        table.writeheader()
-        table.writerows({**asdict(row), "overrides": " ".join(row.overrides)} for row in rows)
-    return path
-
-
-def _shorten(text: str | None, limit: int = MD_ERROR_CHARS) -> str | None:
-    return text if text is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _cell(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    # a pipe or newline would break the markdown table
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(rows: Sequence[JobRow], title: str) -> str:
+def _varying(rows: pd.DataFrame) -> pd.Series:
     common = common_overrides(rows)
-    failed = sum(row.status == "failed" for row in rows)
+    return rows.overrides.map(lambda overrides: " ".join(o for o in overrides if o not in common))
+
+
+def to_markdown(rows: pd.DataFrame, title: str) -> str:
+    common = common_overrides(rows)
+    failed = int((rows.status == "failed").sum())
     lines = [
         f"# Sweep summary: {title}",
         "",
@@ -177,73 +127,49 @@ def to_markdown(rows: Sequence[JobRow], title: str) -> str:
     ]
     if common:
         lines.append(f"Common to all jobs: `{' '.join(common)}`")
-    lines += [
-        "",
-        "| rank | job | status | best val acc | test acc | best epoch | epochs | wall time (s) | overrides | error |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for row in rows:
-        cells = [
-            row.rank,
-            row.job,
-            row.status,
-            row.best_val_acc,
-            row.test_acc,
-            row.best_epoch,
-            row.epochs_run,
-            _cell(row.wall_time_s, 1),
-            varying_overrides(row, common),
-            _shorten(row.error),
-        ]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    error = rows.error.str.replace("\n", " ").str.replace("|", "\\|")  # a pipe or newline would break the table
+    shown = rows.assign(varying=_varying(rows), error=error.map(_shorten, na_action="ignore"))[list(MD_COLUMNS)]
+    shown = shown.astype(object).where(shown.notna(), None)  # tabulate writes None as missingval
+    headings, formats = zip(*MD_COLUMNS.values(), strict=True)
+    table = shown.rename(columns=dict(zip(MD_COLUMNS, headings, strict=True))).to_markdown(
+        index=False, floatfmt=formats, missingval="")
+    return "\n".join([*lines, "", table]) + "\n"
 
 
-def read_val_acc(metrics_csv: Path) -> tuple[list[int], list[float]]:
-    """(epochs, val_acc) from a CSVLogger file: one row per epoch carries val_acc, other rows leave it empty."""
-    epochs: list[int] = []
-    values: list[float] = []
-    with metrics_csv.open(newline="") as handle:
-        for record in csv.DictReader(handle):
-            if record.get("val_acc") and record.get("epoch"):
-                epochs.append(int(float(record["epoch"])))
-                values.append(float(record["val_acc"]))
-    return epochs, values
+def _shorten(text: str, limit: int = MD_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def plot_val_acc(rows: Sequence[JobRow], path: Path) -> Path | None:
+def read_val_acc(metrics_csv: Path) -> pd.DataFrame:
+    """epoch, val_acc from a CSVLogger file: one row per epoch carries val_acc, other rows leave it empty."""
+    metrics = pd.read_csv(metrics_csv)
+    if "val_acc" not in metrics:
+        return pd.DataFrame({"epoch": [], "val_acc": []})
+    return metrics.dropna(subset=["epoch", "val_acc"]).astype({"epoch": int})[["epoch", "val_acc"]]
+
+
+def plot_val_acc(rows: pd.DataFrame, path: Path) -> Path | None:
     """All jobs' val acc curves in one figure; None when no job logged val_acc yet."""
-    curves = []
-    common = common_overrides(rows)
-    for row in rows:
-        metrics = Path(row.output_dir) / METRICS_CSV
-        if metrics.is_file():
-            epochs, values = read_val_acc(metrics)
-            if epochs:
-                curves.append((f"#{row.job} {varying_overrides(row, common)}".strip(), epochs, values))
-    if not curves:
+    labels = ("#" + rows.job.astype(str) + " " + _varying(rows)).str.strip()
+    curves = [read_val_acc(Path(d) / METRICS_CSV).assign(job=label)
+              for d, label in zip(rows.output_dir, labels, strict=True) if (Path(d) / METRICS_CSV).is_file()]
+    curves = pd.concat(curves) if curves else pd.DataFrame()
+    if curves.empty:
         return None
-
-    import matplotlib.pyplot as plt
-
     from digitcls.reports.plots import save_figure  # imports matplotlib headless, only when plotting
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for label, epochs, values in curves:
-        ax.plot(epochs, values, marker="o", markersize=3, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("val acc")
-    ax.set_title("Validation accuracy per job")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right", ncol=1 if len(curves) <= 12 else 2)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    axes = curves.pivot_table(index="epoch", columns="job", values="val_acc", sort=False).plot(
+        marker="o", markersize=3, figsize=(9, 5.5), xlabel="epoch", ylabel="val acc", grid=True,
+        title="Validation accuracy per job")
+    axes.legend(fontsize="small", loc="lower right", ncol=1 if curves.job.nunique() <= 12 else 2)
+    return save_figure(axes.figure, path)
 
 
-def write_sweep_summary(sweep_dir: Path, plot: bool = True) -> tuple[list[JobRow], list[Path]]:
+def write_sweep_summary(sweep_dir: Path, plot: bool = True) -> tuple[pd.DataFrame, list[Path]]:
     """Write summary.csv and summary.md (and val_acc_curves.png) into ``sweep_dir``: (rows, files written)."""
     rows = collect(sweep_dir)
-    written = [write_csv(rows, sweep_dir / SUMMARY_CSV), sweep_dir / SUMMARY_MD]
-    atomic.write_text(written[1], to_markdown(rows, str(sweep_dir)))
+    csv_text = rows.assign(overrides=rows.overrides.str.join(" ")).to_csv(index=False)
+    written = [atomic.write_text(sweep_dir / SUMMARY_CSV, csv_text),
+               atomic.write_text(sweep_dir / SUMMARY_MD, to_markdown(rows, str(sweep_dir)))]
     curves = plot_val_acc(rows, sweep_dir / CURVES_PNG) if plot else None
     return rows, written + ([curves] if curves else [])
