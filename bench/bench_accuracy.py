@@ -2,14 +2,16 @@
 
 For each recipe and seed, runs exactly what a user types,
 
-    python -m digitcls.train +experiment=<recipe> random_seed=<seed> hydra.run.dir=outputs/bench-accuracy/<recipe>-s<seed>
+    python -m digitcls.train +experiment=<recipe> random_seed=<seed> hydra.run.dir=outputs/bench-<stem>/<recipe>-s<seed>
 
 then reads the run's ``summary.json`` (test accuracy of the best-val checkpoint, epochs, wall time) into
 ``bench/results/accuracy.json``: per-seed lines, then mean, min and sd per recipe, beside the machine's facts
-(CPU model, commit) and the recipe's target. The test set only scores the checkpoint val chose.
-``--collect`` trains nothing and records runs already in ``outputs/bench-accuracy/``.
+(CPU model, commit), the quiet guard's verdict (``benchlib.QuietGuard``) and the recipe's target. The test set
+only scores the checkpoint val chose. ``<stem>`` is ``--output``'s file name (``accuracy``, ``ema``, ...), so a
+run with extra overrides into another results file never overwrites the plain runs. ``--collect`` trains nothing
+and records runs already in ``outputs/bench-<stem>/``; their load was not watched, so they are marked busy.
 
-    python bench/bench_accuracy.py [--recipes mbv3_fast,mbv3] [--seeds 1,2,3] [--collect] [-- extra overrides]
+    python bench/bench_accuracy.py [--recipes mbv3_quick,mbv3] [--seeds 1,2,3] [--collect] [--output F] [-- overrides]
 
 The README's accuracy table is generated from ``accuracy.json`` by ``bench/readme_tables.py``.
 """
@@ -25,29 +27,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO_ROOT, RESULTS_DIR, log, machine_facts, write_json
+from benchlib import REPO_ROOT, RESULTS_DIR, add_busy_ok, log, machine_facts, start_quiet, write_json
 
-RUNS_DIR = Path("outputs/bench-accuracy")
 # (minimum mean test accuracy over the seeds, maximum wall time per run in seconds, start-up included) on 2 CPU cores
 TARGETS = {"mbv3_fast": (0.990, 2 * 60), "mbv3": (0.9965, 30 * 60)}
-TARGETS["mbv3_small"] = TARGETS["mbv3"]  # mbv3's targets, on a CPU where mbv3 itself takes 85 min
+TARGETS["mbv3_small"] = TARGETS["mbv3"]
 
 
-def train_command(recipe: str, seed: int, extra: list[str]) -> list[str]:
+def runs_dir(output: Path) -> Path:
+    """Where the runs behind ``output`` train: one folder per results file."""
+    return Path("outputs") / f"bench-{output.stem}"
+
+
+def train_command(recipe: str, seed: int, extra: list[str], runs: Path) -> list[str]:
     return [
         sys.executable, "-m", "digitcls.train", f"+experiment={recipe}", f"random_seed={seed}",
-        f"hydra.run.dir={RUNS_DIR / f'{recipe}-s{seed}'}", "trainer.enable_progress_bar=false", *extra,
+        f"hydra.run.dir={runs / f'{recipe}-s{seed}'}", "trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
 
 
-def seed_line(recipe: str, seed: int, extra: list[str], command_s: float | None) -> dict[str, Any]:
-    summary_file = REPO_ROOT / RUNS_DIR / f"{recipe}-s{seed}" / "summary.json"
+def seed_line(
+    recipe: str, seed: int, extra: list[str], command_s: float | None, runs: Path
+) -> dict[str, Any]:
+    summary_file = REPO_ROOT / runs / f"{recipe}-s{seed}" / "summary.json"
     if not summary_file.is_file():
         raise SystemExit(f"no {summary_file}: run `make bench-accuracy` (or drop --collect)")
     summary = json.loads(summary_file.read_text())
     return {
         "seed": seed,
-        "command": " ".join(["python", *train_command(recipe, seed, extra)[1:]]),
+        "command": " ".join(["python", *train_command(recipe, seed, extra, runs)[1:]]),
         **{
             key: summary.get(key)
             for key in ("test_acc", "best_val_acc", "best_epoch", "epochs_run", "wall_time_s")
@@ -57,12 +65,12 @@ def seed_line(recipe: str, seed: int, extra: list[str], command_s: float | None)
     }
 
 
-def recipe_record(recipe: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+def recipe_record(recipe: str, lines: list[dict[str, Any]], runs: Path) -> dict[str, Any]:
     accs = [line["test_acc"] for line in lines]
     walls = [line["command_wall_s"] or line["wall_time_s"] for line in lines]
     min_acc, max_s = TARGETS.get(recipe, (None, None))
     mean = statistics.fmean(accs)
-    hparams = REPO_ROOT / RUNS_DIR / f"{recipe}-s{lines[0]['seed']}" / "hparams.yaml"
+    hparams = REPO_ROOT / runs / f"{recipe}-s{lines[0]['seed']}" / "hparams.yaml"
     return {
         "seeds": lines,
         "test_acc_mean": round(mean, 5),
@@ -85,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect", action="store_true", help="record existing runs, train nothing")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "accuracy.json")
     parser.add_argument("overrides", nargs="*", help="extra train overrides, e.g. trainer.accelerator=cpu")
+    add_busy_ok(parser)
     args = parser.parse_args(argv)
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    runs = runs_dir(args.output)
+    guard = start_quiet(args)
 
     # recipes not run this time keep their last record
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
@@ -100,14 +111,18 @@ def main(argv: list[str] | None = None) -> int:
             if not args.collect:
                 log(f"accuracy: training {recipe} (seed {seed}) on full MNIST")
                 started = time.perf_counter()
-                subprocess.run(train_command(recipe, seed, args.overrides), cwd=REPO_ROOT, check=True)
+                subprocess.run(train_command(recipe, seed, args.overrides, runs), cwd=REPO_ROOT, check=True)
                 command_s = time.perf_counter() - started
-            lines.append(seed_line(recipe, seed, args.overrides, command_s))
+            lines.append(seed_line(recipe, seed, args.overrides, command_s, runs))
             log(
                 f"accuracy: {recipe} seed {seed}: test acc {lines[-1]['test_acc']:.4%} "
                 f"in {lines[-1]['wall_time_s']:.0f} s"
             )
-        results[recipe] = {**recipe_record(recipe, lines), "machine": machine_facts()}
+        quiet = guard.record()
+        if args.collect:
+            quiet["busy"] = True
+            quiet["why_busy"].append("--collect: the runs' load was not watched")
+        results[recipe] = {**recipe_record(recipe, lines, runs), "machine": machine_facts(), "quiet": quiet}
         record = results[recipe]
         log(
             f"accuracy: {recipe}: mean {record['test_acc_mean']:.4%}, min {record['test_acc_min']:.4%} over "

@@ -35,6 +35,7 @@ from benchlib import (
     quiet_libraries,
     ratio,
     repeats,
+    start_quiet,
     summarize,
 )
 from torch import Tensor
@@ -191,7 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    return finish("data", args, run(args))
+    guard = start_quiet(args)
+    return finish("data", args, run(args), guard)
 
 
 if __name__ == "__main__":

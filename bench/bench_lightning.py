@@ -35,6 +35,7 @@ from benchlib import (
     quiet_libraries,
     ratio,
     repeats,
+    start_quiet,
     summarize,
 )
 from torch import Tensor
@@ -300,7 +301,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    return finish("lightning", args, run(args))
+    guard = start_quiet(args)
+    return finish("lightning", args, run(args), guard)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from benchlib import (
     quiet_libraries,
     ratio,
     repeats,
+    start_quiet,
     summarize,
 )
 from hydra import compose, initialize_config_module
@@ -293,7 +294,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    return finish("predict", args, run(args))
+    guard = start_quiet(args)
+    return finish("predict", args, run(args), guard)
 
 
 if __name__ == "__main__":

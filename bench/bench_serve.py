@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import requests
 import torch
-from benchlib import REPO_ROOT, base_parser, finish, log
+from benchlib import REPO_ROOT, base_parser, finish, log, start_quiet
 
 from digitcls.model.module import DigitClassifier
 from digitcls.serve.health import wait_until_healthy
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
     parser.add_argument("--model", type=Path, default=None, help="a .ckpt/.onnx (default: seeded untrained)")
     args = parser.parse_args()
+    guard = start_quiet(args)
     # stopped by `timeout` or kill: run the finally blocks, which stop the server started last
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
@@ -164,7 +165,7 @@ def main() -> None:
     metrics["batching_speedup"] = round(
         metrics["batching"]["requests_per_s"] / metrics["no_batching"]["requests_per_s"], 2
     )
-    finish("serve", args, {"metrics": metrics})
+    finish("serve", args, {"metrics": metrics}, guard)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import REPO_ROOT, apply_threads, base_parser, ensure_data, finish, log, quiet_libraries, ratio
+from benchlib import (
+    REPO_ROOT,
+    apply_threads,
+    base_parser,
+    ensure_data,
+    finish,
+    log,
+    quiet_libraries,
+    ratio,
+    start_quiet,
+)
 from hydra import compose, initialize_config_module
 from torch import nn
 
@@ -84,6 +94,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=20_000, help="images the reference shape trains on")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
+    guard = start_quiet(args)
     apply_threads(args)
     quiet_libraries()
     data_dir = ensure_data(args.data_dir, args.raw_dir)
@@ -115,7 +126,7 @@ def main() -> None:
             f"| {row['model']} | {row['img_size']} | {row['output_stride']} | x{row['step_cost_vs_reference']:.2f} "
             f"| {row['train_images']} | {row['val_acc']:.2%} | {row['cpu_s']:.0f} | {row['val_acc_per_cpu_minute']:.3f} |"
         )
-    finish("shapes", args, {"metrics": {"budget": budget, "seed": args.seed, "rows": rows}})
+    finish("shapes", args, {"metrics": {"budget": budget, "seed": args.seed, "rows": rows}}, guard)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ one-cycle schedule nothing in training reads val accuracy, so these are the weig
 ``top class`` is the share of val images given the most frequent prediction (10 % = balanced; 100 % = a
 collapse onto one class).
 
-    python bench/bench_short_runs.py --data-dir data [--settings 2000x3,1000x1] [--batches 32] [--threads 1]
+    python bench/bench_short_runs.py --data-dir data --output bench/results/short_runs.json [--settings 2000x3,1000x1]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import REPO_ROOT, apply_threads, base_parser, ensure_data, quiet_libraries, write_json
+from benchlib import REPO_ROOT, apply_threads, base_parser, ensure_data, finish, quiet_libraries, start_quiet
 from hydra import compose, initialize_config_module
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=32, help="precise_bn_batches to compare (default: 32)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
+    guard = start_quiet(args)
     apply_threads(args)
     quiet_libraries()
     data_dir = ensure_data(args.data_dir, args.raw_dir)
@@ -116,8 +117,7 @@ def main() -> None:
         out = REPO_ROOT / "outputs" / "bench-short-runs" / f"{items}x{epochs}"
         rows.append(measure(data_dir, out, items, epochs, args.batches, args.seed))
         print_table(rows, args.batches)
-    if args.output:
-        write_json(args.output, {"batches": args.batches, "rows": rows})
+    finish("short_runs", args, {"metrics": {"batches": args.batches, "rows": rows}}, guard)
 
 
 def print_table(rows: list[dict[str, Any]], batches: int) -> None:

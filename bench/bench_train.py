@@ -30,7 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import apply_threads, base_parser, ensure_data, finish, log, quiet_libraries, repeats, summarize
+from benchlib import (
+    apply_threads,
+    base_parser,
+    ensure_data,
+    finish,
+    log,
+    quiet_libraries,
+    repeats,
+    start_quiet,
+    summarize,
+)
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from torch.utils.flop_counter import FlopCounterMode
@@ -311,10 +321,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    result = run(args)
-    if args.compile_worker is not None:
-        return result
-    return finish("train", args, result)
+    if args.compile_worker is not None:  # a child of the measuring run, which guards it
+        return run(args)
+    guard = start_quiet(args)
+    return finish("train", args, run(args), guard)
 
 
 if __name__ == "__main__":

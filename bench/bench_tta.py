@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from benchlib import apply_threads, base_parser, finish, log, quiet_libraries
+from benchlib import apply_threads, base_parser, finish, log, quiet_libraries, start_quiet
 from omegaconf import OmegaConf
 from torch import Tensor
 
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="training run folders (summary.json, .hydra/)")
     args = parser.parse_args(argv)
+    guard = start_quiet(args)
     apply_threads(args)
     quiet_libraries()
 
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             },
             "details": {"view_sets": VIEW_SETS, "val": val, "test": test},
         },
+        guard,
     )
 
 

@@ -1,6 +1,10 @@
-"""Shared pieces of the benchmarks: arguments, data, timing summaries, machine facts, atomic writes.
+"""Shared pieces of the benchmarks: arguments, data, timing summaries, machine facts, the quiet guard,
+atomic writes.
 
-Every benchmark measures both sides of its ratio in the same process and run, repeats each side
+Every benchmark measures only on a quiet machine (``QuietGuard``: it refuses to start above a 1-minute
+load average of ``BUSY_PER_CORE`` per core, and marks its results ``busy`` when overridden or when other
+processes took CPU meanwhile; ``bench/readme_tables.py`` never publishes a busy result). Every benchmark
+measures both sides of its ratio in the same process and run, repeats each side
 several times (interleaved where the sides are cheap to alternate, so drift in the machine's load
 hits both alike) and reports the median together with every repeat.
 """
@@ -16,11 +20,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 from torch import Tensor
 
@@ -55,6 +61,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own choice)"
     )
+    add_busy_ok(parser)
     return parser
 
 
@@ -171,6 +178,119 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
+# --- the quiet guard --------------------------------------------------------------------------------------------
+
+# One bar for both checks: the 1-minute load average before the run, and the CPU other processes used during it,
+# per core. Above it other processes hold the cores and every figure comes out low and noisy.
+BUSY_PER_CORE = 0.3
+BUSY_OK_ENV = "DIGITCLS_BENCH_BUSY_OK"
+PROC_STAT = Path("/proc/stat")
+
+
+def add_busy_ok(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--busy-ok",
+        action="store_true",
+        help=f"measure even on a busy machine (or set {BUSY_OK_ENV}=1); the results are marked busy "
+        "and bench/readme_tables.py will not publish them",
+    )
+
+
+def core_count() -> int:
+    return os.cpu_count() or 1
+
+
+def machine_busy_cpu_s() -> float:
+    """CPU seconds every process on the machine has used since boot, from the ``cpu`` line of /proc/stat."""
+    fields = [int(value) for value in PROC_STAT.read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_tree_cpu_s() -> float:
+    """CPU seconds used by this process and its descendants: live ones, and ended ones already waited for."""
+    me = psutil.Process()
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # ended between the listing and the reading: its parent counts it
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+class QuietGuard:
+    """Refuses to measure on a busy machine; afterwards says whether the run stayed quiet.
+
+    ``QuietGuard(busy_ok)`` reads the 1-minute load average and raises ``SystemExit`` (saying how to override)
+    when it is above ``BUSY_PER_CORE`` per core. ``record()`` adds how much CPU other processes used since then:
+    the machine's busy CPU time (/proc/stat) minus this process tree's. The run is ``busy`` when overridden
+    (``--busy-ok``, ``DIGITCLS_BENCH_BUSY_OK=1``, or a ``--quick`` smoke run) or when others took more than
+    ``BUSY_PER_CORE`` of the cores on average.
+    """
+
+    def __init__(self, busy_ok: bool = False, why_ok: str = "--busy-ok") -> None:
+        self.cores = core_count()
+        self.load_before = load_average()
+        load_limit = BUSY_PER_CORE * self.cores
+        self.overridden = None
+        if self.load_before is not None and self.load_before[0] > load_limit:
+            if not busy_ok:
+                raise SystemExit(
+                    f"the machine is busy: 1-minute load average {self.load_before[0]:.2f} on {self.cores} cores "
+                    f"is above {BUSY_PER_CORE} per core ({load_limit:.2f}), so figures measured now would be low "
+                    f"and noisy. Wait until it is quiet, or pass --busy-ok (or set {BUSY_OK_ENV}=1) to measure "
+                    "anyway: the results are then marked busy and bench/readme_tables.py will not publish them."
+                )
+            self.overridden = why_ok
+            log(
+                f"measuring on a busy machine (load {self.load_before[0]:.2f} on {self.cores} cores): {why_ok}"
+            )
+        self.started = time.monotonic()
+        self.machine_cpu_before = machine_busy_cpu_s()
+        self.own_cpu_before = own_tree_cpu_s()
+
+    def record(self) -> dict[str, Any]:
+        wall_s = time.monotonic() - self.started
+        machine_cpu_s = machine_busy_cpu_s() - self.machine_cpu_before
+        others_cpu_s = max(0.0, machine_cpu_s - (own_tree_cpu_s() - self.own_cpu_before))
+        others_per_core = others_cpu_s / max(wall_s, 1e-9) / self.cores
+        why_busy = []
+        if self.overridden:
+            why_busy.append(
+                f"started at load {self.load_before[0]:.2f} on {self.cores} cores ({self.overridden})"
+            )
+        if others_per_core > BUSY_PER_CORE:
+            why_busy.append(
+                f"other processes used {others_cpu_s:.0f} CPU-s during the {wall_s:.0f} s run "
+                f"({others_per_core:.2f} per core)"
+            )
+        return {
+            "busy": bool(why_busy),
+            "why_busy": why_busy,
+            "cores": self.cores,
+            "busy_per_core": BUSY_PER_CORE,
+            "load_average_before": self.load_before,
+            "wall_s": round(wall_s, 1),
+            "other_processes_cpu_s": round(others_cpu_s, 1),
+            "other_processes_per_core": round(others_per_core, 3),
+        }
+
+
+def start_quiet(args: argparse.Namespace) -> QuietGuard:
+    """The guard for a script's whole run, from its parsed ``args`` (``--busy-ok``, ``--quick``) and the env."""
+    if getattr(args, "busy_ok", False):
+        why = "--busy-ok"
+    elif os.environ.get(BUSY_OK_ENV, "") not in ("", "0"):
+        why = f"{BUSY_OK_ENV}={os.environ[BUSY_OK_ENV]}"
+    elif getattr(args, "quick", False):
+        why = "--quick smoke run"
+    else:
+        return QuietGuard()
+    return QuietGuard(busy_ok=True, why_ok=why)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so a reader sees the old file or the whole new one, never a part."""
     atomic.write_text(path, text)
@@ -180,9 +300,19 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def finish(name: str, args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
-    """Print a standalone script's result and write it to ``--output`` when given."""
-    payload = {"bench": name, "quick": args.quick, "machine": machine_facts(), **result}
+def finish(name: str, args: argparse.Namespace, result: dict[str, Any], guard: QuietGuard) -> dict[str, Any]:
+    """Print a standalone script's result, with ``guard``'s verdict, and write it to ``--output`` when given."""
+    quiet = guard.record()
+    payload = {
+        "bench": name,
+        "quick": args.quick,
+        "busy": quiet["busy"],
+        "quiet": quiet,
+        "machine": machine_facts(),
+        **result,
+    }
+    if quiet["busy"]:
+        log(f"these results are marked busy: {'; '.join(quiet['why_busy'])}")
     print(json.dumps(payload["metrics"], indent=2))
     for line in result.get("notes", []):
         print(f"note: {line}")

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import torch
-from benchlib import base_parser, ensure_data, finish, log, quiet_libraries
+from benchlib import base_parser, ensure_data, finish, log, quiet_libraries, start_quiet
 from torch import Tensor
 
 from digitcls.data.cache import load_split
@@ -92,6 +92,7 @@ def accuracy(model: DigitClassifier, images: Tensor, labels: Tensor, batch: int,
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    guard = start_quiet(args)
     quiet_libraries()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return finish("gpu_time_to_accuracy", args, {"metrics": metrics, "device": device_name,
-                                                 "settings": settings, "curve": curve})  # fmt: skip
+                                                 "settings": settings, "curve": curve}, guard)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,33 +1,70 @@
-"""The README's benchmark tables, generated from the result files in ``bench/results/`` (never typed by hand).
+"""The docs' measured figures, generated from the result files in ``bench/results/`` (never typed by hand).
 
-Each table sits in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``.
+Each table sits in README.md or one of docs/*.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``
+(once in all of them), with the machine and date it was measured on. A busy result (``benchlib.QuietGuard``:
+measured with ``--busy-ok`` or disturbed by other processes, or an older file that recorded a 1-minute load
+average above ``BUSY_PER_CORE`` per core, or no load at all) is never published: its block says it has not
+been measured quietly yet, and this script names it on stderr.
 
-    python bench/readme_tables.py           # rewrite every table in README.md from the result files
+    python bench/readme_tables.py           # rewrite every stale table from the result files
     python bench/readme_tables.py --check   # exit 1, naming the tables that differ (tests/unit runs this)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
 from bench_accuracy import TARGETS
 from bench_tta import VIEW_NOTES
-from benchlib import REPO_ROOT, RESULTS_DIR, write_atomic
+from benchlib import BUSY_PER_CORE, REPO_ROOT, RESULTS_DIR, write_atomic
+from hydra import compose, initialize_config_module
 
 from digitcls.data.transforms import parse_img_size
 
 README = REPO_ROOT / "README.md"
+DOCS_DIR = REPO_ROOT / "docs"
 MET = {True: "yes", False: "no", None: "—"}
+NOT_QUIET = "not measured quietly yet"
+
+
+class NotQuiet(Exception):
+    """A result file (or record) that must not be published: the message says why."""
+
+
+def why_not_quiet(record: dict[str, Any]) -> str | None:
+    """Why ``record`` (a result, or one recipe's record in it) is busy; None when it was measured quietly."""
+    if record.get("quick"):
+        return "a --quick smoke run"
+    quiet = record.get("quiet")
+    if quiet is not None:
+        return "; ".join(quiet["why_busy"]) if quiet["busy"] else None
+    machine = record.get("machine") or {}  # written before the quiet guard: judged by the load it recorded
+    load, cores = machine.get("load_average_1_5_15"), machine.get("cpu_count")
+    if not load or not cores:
+        return "no record of the machine's load"
+    if load[0] > BUSY_PER_CORE * cores:
+        return f"recorded at a 1-minute load average of {load[0]:.2f} on {cores} cores (above {BUSY_PER_CORE} per core)"
+    return None
+
+
+def read(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS_DIR / f"{name}.json").read_text())
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    """``bench/results/<name>.json``; raises ``NotQuiet`` when it, or any recipe in it, is busy."""
+    result = read(name)
+    for record in result["recipes"].values() if "recipes" in result else [result]:
+        reason = why_not_quiet(record)
+        if reason:
+            raise NotQuiet(f"bench/results/{name}.json: {reason}")
+    return result
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -45,7 +82,12 @@ def percent(value: float, digits: int = 2) -> str:
 
 def where(result: dict[str, Any]) -> str:
     machine = result["machine"]
-    return f"{machine['cpu_model']}, {machine['date'][:10]}"
+    return f"{machine['cpu_model']} ({machine['cpu_count']} cores), {machine['date'][:10]}"
+
+
+def measured_on(result: dict[str, Any]) -> str:
+    """The caption under a table whose rows do not name the machine."""
+    return f"\n\nMeasured on {where(result)}."
 
 
 def target(result: dict[str, Any], key: str, unit: str = "") -> list[str]:
@@ -87,7 +129,7 @@ def ratios_table() -> str:
             where(predict),
         ],
     ]
-    return table(["ratio", "ours", "baseline", "ratio", "target", "met", "measured on (2 cores)"], rows)
+    return table(["ratio", "ours", "baseline", "ratio", "target", "met", "measured on"], rows)
 
 
 def predict_table() -> str:
@@ -169,45 +211,62 @@ def train_table() -> str:
 # --- accuracy ---------------------------------------------------------------------------------------------------
 
 
-def accuracy_row(recipe: str, record: dict[str, Any]) -> list[Any]:
-    """What the recipe trains and what it scored, from its record in accuracy.json."""
-    hp = yaml.safe_load(record["hparams"])
-    height, width = parse_img_size(hp["img_size"])
+def recipe_names() -> list[str]:
+    """The experiment files, the quick recipe first, then the main one, then the rest."""
+    names = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+    first = [name for name in ("mbv3_quick", "mbv3_fast", "mbv3") if name in names]
+    return first + [name for name in names if name not in first]
+
+
+@functools.cache
+def recipe_shape(recipe: str) -> list[str]:
+    """What ``+experiment=<recipe>`` trains, from the composed config (not from a results file)."""
+    with initialize_config_module(config_module="digitcls.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+experiment={recipe}"])
+    height, width = parse_img_size(cfg.img_size)
     size = f"{height} px" if height == width else f"{height}x{width} px"
-    # records from before output_stride existed trained torchvision's stride 32
-    model = f"{hp['model_name']}, {size}, output stride {hp.get('output_stride', 32)}"
-    schedule = f"{hp['optimizer']} {hp['learning_rate']:g}, {hp['scheduler']}"
-    if "seeds" not in record:  # a single run recorded before the seeds loop existed
-        seed = record["command"].partition("random_seed=")[2].split(" ")[0] or "42"
-        accuracy = f"{record['test_acc']:.2%} (seed {seed} only)"
-        wall = f"{record['wall_time_s'] / 60:.1f} min"
-    else:
-        seeds = ", ".join(str(line["seed"]) for line in record["seeds"])
-        accuracy = (
-            f"**{record['test_acc_mean']:.2%}** over seeds {seeds} "
-            f"(min {record['test_acc_min']:.2%}, sd {100 * (record['test_acc_sd'] or 0):.2f} points)"
-        )
-        wall = f"{record['wall_time_s_median'] / 60:.1f} min (max {record['wall_time_s_max'] / 60:.1f})"
+    stride = cfg.get("output_stride") or 32
+    return [
+        f"{cfg.model_name}, {size}, output stride {stride}",
+        f"{cfg.optimizer} {cfg.learning_rate:g}, {cfg.scheduler}",
+        str(cfg.epochs),
+    ]
+
+
+def recipe_figures(recipe: str, record: dict[str, Any] | None) -> list[str]:
+    """Test accuracy over the seeds, wall time per run, where and when, target met: only from a quiet record."""
+    if record is None or "seeds" not in record:
+        return [NOT_QUIET, "", "", "", ""]
+    if why_not_quiet(record):
+        return [f"{NOT_QUIET} ({why_not_quiet(record)})", "", "", "", ""]
+    seeds = ", ".join(str(line["seed"]) for line in record["seeds"])
+    accuracy = (
+        f"**{record['test_acc_mean']:.2%}** over seeds {seeds} "
+        f"(min {record['test_acc_min']:.2%}, sd {100 * (record['test_acc_sd'] or 0):.2f} points; "
+        f"val {record['val_acc_mean']:.2%})"
+    )
+    wall = f"{record['wall_time_s_median'] / 60:.1f} min (max {record['wall_time_s_max'] / 60:.1f})"
     min_acc, max_s = TARGETS.get(recipe, (None, None))
     target = f"mean ≥ {min_acc:.2%} in ≤ {max_s / 60:g} min" if min_acc else "—"
-    met = MET[record["meets_target"]] if "seeds" in record else "not measured"
-    cpu = (record.get("machine") or {}).get("cpu_model", "?")
-    return [f"`+experiment={recipe}`", model, schedule, hp["epochs"], accuracy, wall, cpu, target, met]
+    return [accuracy, wall, where(record), target, MET[record["meets_target"]]]
 
 
 def accuracy_table() -> str:
-    recipes = load("accuracy")["recipes"]
-    order = [recipe for recipe in ("mbv3_fast", "mbv3", "mbv3_small") if recipe in recipes]
-    order += sorted(set(recipes) - set(order))
+    recipes = read("accuracy")["recipes"]
     header = [
         "recipe", "model, input", "optimizer, schedule", "epochs", "test accuracy", "wall time per run",
-        "CPU (2 cores)", "target", "met",
+        "measured on", "target", "met",
     ]  # fmt: skip
-    return table(header, [accuracy_row(recipe, recipes[recipe]) for recipe in order])
+    rows = [
+        [f"`+experiment={name}`", *recipe_shape(name), *recipe_figures(name, recipes.get(name))]
+        for name in recipe_names()
+    ]
+    return table(header, rows)
 
 
 def shapes_table() -> str:
-    rows = sorted(load("shapes")["metrics"]["rows"], key=lambda row: -row["val_acc"])
+    result = load("shapes")
+    rows = sorted(result["metrics"]["rows"], key=lambda row: -row["val_acc"])
     best = rows[0]["val_acc"]
     return table(
         [
@@ -229,7 +288,7 @@ def shapes_table() -> str:
             ]
             for row in rows
         ],
-    )
+    ) + measured_on(result)
 
 
 def tta_table() -> str:
@@ -258,13 +317,14 @@ def tta_table() -> str:
             "test acc, mean (min)",
         ],
         rows,
-    )
+    ) + measured_on(result)
 
 
 def ema_table() -> str:
     """mbv3_small's seeds without and with ``ema_decay`` (``ema.json``: the same bench, one override added)."""
     without = load("accuracy")["recipes"]["mbv3_small"]
-    with_ema = load("ema")["recipes"]["mbv3_small"]
+    ema = load("ema")
+    with_ema = ema["recipes"]["mbv3_small"]
     rows = []
     for plain, ema in zip(without["seeds"], with_ema["seeds"], strict=True):
         assert plain["seed"] == ema["seed"], (plain["seed"], ema["seed"])
@@ -287,11 +347,12 @@ def ema_table() -> str:
     decay = with_ema["seeds"][0]["command"].partition("ema_decay=")[2].split(" ")[0]
     return table(
         ["seed", "val, no EMA", "test, no EMA", f"val, ema_decay={decay}", f"test, ema_decay={decay}"], rows
-    )
+    ) + measured_on(with_ema)
 
 
 def short_runs_table() -> str:
-    result = load("short_runs")
+    measured = load("short_runs")
+    result = measured["metrics"]
     batches = result["batches"]
     rows = [
         [
@@ -308,11 +369,12 @@ def short_runs_table() -> str:
         "images x epochs", "val / test, running statistics (top class)",
         f"val / test, precise BN {batches} (top class)", "val, all training batches", "val, all batches augmented",
     ]  # fmt: skip
-    return table(header, rows)
+    return table(header, rows) + measured_on(measured)
 
 
 def serve_table() -> str:
-    metrics = load("serve")["metrics"]
+    result = load("serve")
+    metrics = result["metrics"]
     rows = [
         [
             " ".join(f"`{option}`" for option in metrics[setting]["server"]) + note,
@@ -325,7 +387,7 @@ def serve_table() -> str:
         ]
         for setting, note in (("batching", " (default)"), ("no_batching", " (no batching)"))
     ]
-    return table(["setting", "requests/s", "p50", "p99", "answered / lost"], rows)
+    return table(["setting", "requests/s", "p50", "p99", "answered / lost"], rows) + measured_on(result)
 
 
 TABLES: dict[str, Callable[[], str]] = {
@@ -341,17 +403,43 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 
 
+def render(name: str) -> str:
+    """The block's text: the table, or why its result file is not published."""
+    try:
+        return TABLES[name]()
+    except NotQuiet as refused:
+        return (
+            f"*{NOT_QUIET.capitalize()}:* {refused}. See docs/benchmarks.md for the command that measures it."
+        )
+
+
+def refusals() -> dict[str, str]:
+    """Each table whose result is busy, with the reason (printed by ``main``)."""
+    found = {}
+    for name, make in TABLES.items():
+        try:
+            make()
+        except NotQuiet as refused:
+            found[name] = str(refused)
+    return found
+
+
+def doc_files() -> list:
+    return [README, *sorted(DOCS_DIR.glob("*.md"))]
+
+
 def block(name: str) -> re.Pattern[str]:
     return re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.DOTALL)
 
 
-def readme_table(readme: str, name: str) -> str | None:
-    found = block(name).search(readme)
+def readme_table(text: str, name: str) -> str | None:
+    found = block(name).search(text)
     return found.group(0).split("\n", 1)[1].rsplit("\n", 1)[0].strip("\n") if found else None
 
 
-def stale_tables(readme: str) -> list[str]:
-    return [name for name, make in TABLES.items() if readme_table(readme, name) != make()]
+def stale_tables(text: str) -> list[str]:
+    """The generated tables in ``text`` (one doc file's) that differ from what the results give."""
+    return [name for name in TABLES if block(name).search(text) and readme_table(text, name) != render(name)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,24 +448,33 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="only report tables that differ from the results"
     )
     args = parser.parse_args(argv)
-    readme = README.read_text(encoding="utf-8")
-    missing = [name for name in TABLES if readme_table(readme, name) is None]
-    if missing:
-        print(f"README.md has no <!-- table:NAME --> block for: {', '.join(missing)}", file=sys.stderr)
+    texts = {path: path.read_text(encoding="utf-8") for path in doc_files()}
+    homes = {name: [path.name for path, text in texts.items() if block(name).search(text)] for name in TABLES}
+    misplaced = {name: places for name, places in homes.items() if len(places) != 1}
+    if misplaced:
+        print(
+            f"each table needs exactly one <!-- table:NAME --> block in README.md or docs/*.md: {misplaced}",
+            file=sys.stderr,
+        )
         return 1
-    stale = stale_tables(readme)
+    for name, reason in refusals().items():
+        print(f"not publishing table {name}: {reason}", file=sys.stderr)
+    stale = {path: stale_tables(text) for path, text in texts.items()}
+    stale = {path: names for path, names in stale.items() if names}
     if args.check:
-        if stale:
+        for path, names in stale.items():
             print(
-                f"README.md tables differ from bench/results: {', '.join(stale)}; run python bench/readme_tables.py"
+                f"{path.name}: tables differ from bench/results: {', '.join(names)}; run python bench/readme_tables.py"
             )
         return 1 if stale else 0
-    for name in stale:
-        readme = block(name).sub(
-            lambda found, name=name: f"{found.group(1)}\n{TABLES[name]()}\n{found.group(2)}", readme
-        )
-    write_atomic(README, readme)
-    print(f"rewrote {len(stale)} table(s): {', '.join(stale) or 'none'}")
+    for path, names in stale.items():
+        text = texts[path]
+        for name in names:
+            text = block(name).sub(
+                lambda found, name=name: f"{found.group(1)}\n{render(name)}\n{found.group(2)}", text
+            )
+        write_atomic(path, text)
+        print(f"{path.name}: rewrote {', '.join(names)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one process, one after the other, into bench/results/latest.{json,md}.
 
 Each ratio is measured side by side within its own benchmark (see the scripts' docstrings); this
-script adds the machine's facts, a check of how busy the machine was, and writes the JSON and a
+script adds the machine's facts and the quiet guard's verdict (``benchlib.QuietGuard``: it refuses to start
+on a busy machine unless ``--busy-ok``), and writes the JSON and a
 markdown table for the README, both atomically. ``--quick`` is a seconds-long smoke run that writes
 ``quick.json``/``quick.md`` instead, so it never overwrites the real figures.
 
@@ -22,10 +23,16 @@ import bench_data
 import bench_lightning
 import bench_predict
 import bench_train
-import torch
-from benchlib import RESULTS_DIR, apply_threads, load_average, log, machine_facts, write_atomic, write_json
-
-from digitcls.model.module import DigitClassifier
+from benchlib import (
+    RESULTS_DIR,
+    add_busy_ok,
+    apply_threads,
+    log,
+    machine_facts,
+    start_quiet,
+    write_atomic,
+    write_json,
+)
 
 BENCHES: dict[str, ModuleType] = {
     "data": bench_data,
@@ -47,63 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only", default=",".join(BENCHES), help=f"comma-separated subset of {list(BENCHES)}"
     )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile comparison")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        help="first wait up to this many seconds for the machine to be quiet (see busy_check)",
-    )
     parser.add_argument("--no-cli", action="store_true", help="skip timing `python -m digitcls.predict`")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    add_busy_ok(parser)
     return parser.parse_args(argv)
-
-
-def busy_check(calls: int = 10) -> dict[str, Any]:
-    """Batch-1 inference with the default threads vs one thread. On a quiet machine the two are close;
-    when other processes hold the cores, each of torch's parallel regions waits for a descheduled
-    thread and the default-threads figure balloons: the run's absolute figures are then unreliable."""
-    model = DigitClassifier(model_name="mobilenetv3_small", img_size=32).eval()
-    image = torch.rand(1, 3, 32, 32)
-    threads = torch.get_num_threads()
-
-    def ms_per_call() -> float:
-        with torch.no_grad():
-            model(image)
-            started = time.perf_counter()
-            for _ in range(calls):
-                model(image)
-        return (time.perf_counter() - started) / calls * 1e3
-
-    default_ms = ms_per_call()
-    torch.set_num_threads(1)
-    try:
-        one_ms = ms_per_call()
-    finally:
-        torch.set_num_threads(threads)
-    slowdown = default_ms / one_ms
-    return {
-        "batch1_ms_default_threads": round(default_ms, 2),
-        "batch1_ms_one_thread": round(one_ms, 2),
-        "slowdown": round(slowdown, 2),
-        "busy": slowdown > 2.0,
-        "load_average_1_5_15": load_average(),
-    }
-
-
-def wait_until_quiet(limit_s: float, poll_s: float = 15) -> bool:
-    """Poll ``busy_check`` until the machine is quiet or ``limit_s`` has passed; True when quiet."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        check = busy_check()
-        if not check["busy"]:
-            return True
-        if time.monotonic() >= deadline:
-            log(f"still busy after {limit_s:.0f} s ({check['slowdown']}x); measuring anyway")
-            return False
-        log(
-            f"machine busy ({check['slowdown']}x slower with the default threads, load {check['load_average_1_5_15']}); waiting"
-        )
-        time.sleep(poll_s)
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -212,12 +166,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"End to end, training fed by the in-memory path runs "
             f"{metrics['train_inmemory_vs_per_file_speedup']:.2f}x as fast as fed by the per-file loader.",
         ]
-    busy = {when: check["slowdown"] for when, check in result["busy_check"].items() if check["busy"]}
-    if busy:
+    if result["busy"]:
         lines += [
             "",
-            f"**The machine was busy during this run** (batch-1 inference slower with {machine['torch_threads']} "
-            f"threads than with 1, by {busy}): other processes held the cores, so the figures are low and noisy.",
+            f"**The machine was busy during this run** ({'; '.join(result['quiet']['why_busy'])}): "
+            "the figures are low and noisy, and bench/readme_tables.py will not publish them.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -232,14 +185,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common += ["--quick"] if args.quick else []
     common += ["--threads", str(args.threads)] if args.threads else []
     apply_threads(args)
-    if args.wait_quiet > 0:
-        wait_until_quiet(args.wait_quiet)
+    guard = start_quiet(args)
     started = time.perf_counter()
     result: dict[str, Any] = {
         "command": "python bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "quick": args.quick,
         "machine": machine_facts(),
-        "busy_check": {"before": busy_check()},
         "metrics": {},
         "targets": {},
         "details": {},
@@ -251,8 +202,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra = ["--no-compile"] if name == "train" and args.no_compile else []
         extra += ["--no-cli"] if name == "predict" and args.no_cli else []
         log(f"== {name}")
-        if name != chosen[0]:
-            result["busy_check"][f"before_{name}"] = busy_check()
         bench_started = time.perf_counter()
         part = module.run(module.parse_args(common + extra))
         result["wall_s"][name] = round(time.perf_counter() - bench_started, 1)
@@ -261,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["details"][name] = part["details"]
         if part.get("notes"):
             result["notes"][name] = part["notes"]
-    result["busy_check"]["after"] = busy_check()
+    result["quiet"] = guard.record()
+    result["busy"] = result["quiet"]["busy"]
     result["wall_s"]["total"] = round(time.perf_counter() - started, 1)
 
     stem = args.name or ("quick" if args.quick else "latest")
