@@ -52,7 +52,9 @@ def digit_pngs(count: int, seed: int = 0) -> list[bytes]:
 
 def seeded_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
-    model = DigitClassifier(model_name="mobilenetv3", class_names=[str(d) for d in range(10)], img_size=32)
+    model = DigitClassifier(
+        model_name="mobilenetv3", class_names=[str(d) for d in range(10)], img_size=(32, 32)
+    )
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
     return path
 

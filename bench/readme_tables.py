@@ -25,7 +25,7 @@ from bench_tta import VIEW_NOTES
 from benchlib import BUSY_PER_CORE, REPO_ROOT, RESULTS_DIR, write_atomic
 from hydra import compose, initialize_config_module
 
-from digitcls.data.transforms import parse_img_size
+from digitcls.choices import parse_img_size
 
 README = REPO_ROOT / "README.md"
 DOCS_DIR = REPO_ROOT / "docs"

@@ -72,7 +72,7 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
     from digitcls.model.module import DigitClassifier
 
     torch.manual_seed(0)
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=(32, 32))
     return save_checkpoint(model.eval(), tmp_path / "ckpt" / "mobilenetv3_small_e0_0.10000.ckpt")
 
 

@@ -140,7 +140,7 @@ def varied_checkpoint(path: Path) -> Path:
     from digitcls.model.module import DigitClassifier
 
     torch.manual_seed(0)
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=(32, 32))
     digits = torch.from_numpy(draw_digits(np.arange(64) % 10, seed=5))[:, None].expand(-1, 3, -1, -1)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -168,7 +168,7 @@ def crafted_checkpoint(path: Path, marker: Path) -> Path:
     when unpickled: loaded with weights_only=False it would work *and* run the code."""
     from digitcls.model.module import DigitClassifier
 
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=(32, 32))
     payload = _Payload(f"import pathlib; pathlib.Path({str(marker)!r}).touch()")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "epoch": 0,

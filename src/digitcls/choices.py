@@ -8,7 +8,7 @@ its owner's (``digitcls.model.backbones.MODEL_NAMES``, ...), so the two cannot d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # --- model_name (built by digitcls.model.backbones)
@@ -28,6 +28,13 @@ OUTPUT_STRIDES: tuple[int, ...] = (32, 16, 8)
 METRICS: tuple[str, ...] = ("acc", "f1", "precision", "recall")  # digitcls.model.module
 OPTIMIZER_NAMES: tuple[str, ...] = ("Adam", "AdamW", "SGD", "AdaBelief", "Ranger")  # digitcls.model.optim
 BAD_IMAGE_POLICIES: tuple[str, ...] = ("skip", "error")  # digitcls.data.datamodule
+
+
+def parse_img_size(value: int | Sequence[int]) -> tuple[int, int]:
+    """``img_size`` as (height, width): an int means a square; [h, w] is taken in that order. Called where a
+    value enters digitcls (the config's validation, an older checkpoint's hyperparameters); everything after
+    takes the pair."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def check_model_name(model_name: str) -> None:

@@ -13,13 +13,18 @@ from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import DictConfig
 
 from digitcls.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, DigitclsError
 
 F = TypeVar("F", bound=Callable)
 
 
-def _in_multirun() -> bool:
+def in_multirun(config: DictConfig | None = None) -> bool:
+    """Inside a job of a Hydra multirun (``-m``)? ``config``: the job's whole config, as Hydra's callbacks
+    receive it; without it, the config of the job running now (False outside Hydra)."""
+    if config is not None:
+        return config.hydra.mode == RunMode.MULTIRUN
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -32,7 +37,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DigitclsError as error:
-            if _in_multirun() or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if in_multirun() or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
+from digitcls.cli import in_multirun
 from digitcls.errors import ConfigError
 
 GPU_NAMES = ("gpu", "cuda")
@@ -130,10 +129,6 @@ def plan_devices(
     return DevicePlan(accelerator, devices, strategy, precision, processes, note)
 
 
-def in_local_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def started_by_cluster() -> bool:
     """Ranks started by SLURM tasks or torchrun (Lightning's own children also carry LOCAL_RANK)."""
     return SLURMEnvironment.detect() or TorchElasticEnvironment.detect() or "LOCAL_RANK" in os.environ
@@ -144,7 +139,7 @@ def plan_for_this_machine(trainer: Mapping[str, Any]) -> DevicePlan:
     return plan_devices(
         trainer,
         visible_gpus=gpus,
-        multirun=in_local_multirun(),
+        multirun=in_multirun(),
         cluster=started_by_cluster(),
         bf16_supported=gpus > 0 and torch.cuda.is_bf16_supported(),
     )

@@ -17,7 +17,6 @@ from torch import nn
 
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import friendly_errors
-from digitcls.data.transforms import parse_img_size
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.runs import newest_best_checkpoint, writable_folder
 from digitcls.schema import validated
@@ -37,7 +36,7 @@ class Inference(nn.Module):
 
 
 def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
-    return torch.rand(batch, 3, *parse_img_size(model.hparams.img_size))
+    return torch.rand(batch, 3, *model.img_size)
 
 
 @writer
@@ -48,7 +47,7 @@ def export_onnx(
     import onnx  # optional dependency: the `export` extra
 
     metadata = {"class_names": json.dumps(list(model.class_names)),
-                "img_size": json.dumps(list(parse_img_size(model.hparams.img_size))),
+                "img_size": json.dumps(list(model.img_size)),
                 "model_name": model.hparams.model_name, "input": "float RGB in [0, 1], N x 3 x H x W"}
     with atomic_path(path) as tmp:
         torch.onnx.export(

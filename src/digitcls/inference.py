@@ -100,7 +100,6 @@ def cached_onnx_predictor(checkpoint: Path) -> Predictor:
 def torch_predictor(path: Path) -> Predictor:
     import torch
 
-    from digitcls.data.transforms import parse_img_size
     from digitcls.model.module import load_classifier
 
     model = load_classifier(path)
@@ -109,7 +108,7 @@ def torch_predictor(path: Path) -> Predictor:
     def run(images: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(images)).softmax(dim=1).numpy()
 
-    return Predictor(path, list(model.class_names), parse_img_size(model.hparams.img_size), "torch", run)
+    return Predictor(path, list(model.class_names), model.img_size, "torch", run)
 
 
 def onnx_predictor(path: Path) -> Predictor:

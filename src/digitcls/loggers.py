@@ -21,11 +21,11 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from digitcls.cli import in_multirun
 from digitcls.errors import ConfigError
 from digitcls.runs import writable_folder
 
@@ -44,7 +44,7 @@ class RunIdentity:
 
 
 def run_identity(output_dir: Path) -> RunIdentity:
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if in_multirun():
         hydra = HydraConfig.get()
         return RunIdentity(
             output_dir, hydra.job.override_dirname or str(hydra.job.num), Path(hydra.sweep.dir)

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import friendly_errors
-from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image, resize_to
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image, resize
 from digitcls.errors import BadImageError, DataError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def decode_batch(
         except BadImageError as error:
             errors.append((relative, str(error)))
             continue
-        images.append(resize_to(preprocess(image) if preprocess else image, *size))
+        images.append(resize(preprocess(image) if preprocess else image, size))
         ids.append(relative)
     batch = np.stack(images).transpose(0, 3, 1, 2) if images else np.empty((0, 3, *size), np.uint8)
     return np.ascontiguousarray(batch), ids, errors

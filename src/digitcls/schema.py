@@ -41,6 +41,7 @@ from digitcls.choices import (  # not from their owners: those import torch, and
     check_model_name,
     output_stride_problem,
     parse_augment,
+    parse_img_size,
     parse_scheduler,
 )
 from digitcls.errors import ConfigError
@@ -333,6 +334,8 @@ def validated(cfg: DictConfig, command: str) -> DictConfig:
         message = cross_rule(typed)
         if message:
             raise ConfigError(message)
+    if "img_size" in typed:  # parsed here, once: every module after takes [height, width]
+        typed.img_size = list(parse_img_size(_plain(typed.img_size)))
     return typed
 
 

@@ -40,7 +40,7 @@ SRC = Path(digitcls.__file__).parent
 def _tiny_classifier() -> DigitClassifier:
     """A classifier whose backbone is one layer: tracing MobileNetV3 costs ~10 s a format on a busy CPU, and
     the write, not the graph, is under test here (real exports: test_evaluate_export.py)."""
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["0", "1"], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["0", "1"], img_size=(32, 32))
     model.backbone = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
     return model.eval()
 

@@ -95,7 +95,7 @@ def _truncated_checkpoint(ctx: Ctx) -> Path:
 
 
 def _three_class_checkpoint(ctx: Ctx) -> Path:
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["0", "1", "2"], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["0", "1", "2"], img_size=(32, 32))
     return save_checkpoint(model, ctx.tmp / "three.ckpt")
 
 
@@ -106,7 +106,7 @@ def _text_file(ctx: Ctx, name: str) -> Path:
 
 def _weights_only_file(ctx: Ctx) -> Path:
     """Plain weights (a state dict) are a `pretrained` file, not a checkpoint to resume or test."""
-    model = DigitClassifier(model_name="mobilenetv3_small", img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", img_size=(32, 32))
     torch.save(model.state_dict(), ctx.tmp / "weights.pt")
     return ctx.tmp / "weights.pt"
 
@@ -426,6 +426,12 @@ def test_the_shipped_configs_pass_the_schema() -> None:
 def test_a_value_of_the_right_type_is_converted() -> None:
     cfg = validated(compose_config("train", ["learning_rate=1", "img_size=[32,48]"]), "train")
     assert isinstance(cfg.learning_rate, float) and list(cfg.img_size) == [32, 48]
+
+
+@pytest.mark.parametrize(("given", "pair"), [("img_size=28", [28, 28]), ("img_size=[20,36]", [20, 36])])
+def test_img_size_leaves_validation_as_height_then_width(given: str, pair: list[int]) -> None:
+    """Parsed once, here: the DataModule, the model and the exports take this pair as it is."""
+    assert list(validated(compose_config("train", [given]), "train").img_size) == pair
 
 
 # --------------------------------------------------------------------------- data cache on a read-only dataset

@@ -69,7 +69,7 @@ def test_bad_images_follow_the_folder_policy(tiny_folders: Path, tmp_path: Path)
 
 def test_datamodule_serves_whole_batches_from_memory(tiny_folders: Path) -> None:
     kwargs = dict(train_path=tiny_folders / "train", val_path=tiny_folders / "val",
-                  test_path=tiny_folders / "test", img_size=32, batch_size=64, num_workers=0, random_seed=3)
+                  test_path=tiny_folders / "test", img_size=(32, 32), batch_size=64, num_workers=0, random_seed=3)
     cached = DigitDataModule(**kwargs, data_cache=True)
     plain = DigitDataModule(**kwargs, data_cache=False)
     cached.setup("fit")
@@ -93,7 +93,7 @@ def test_a_split_too_large_for_memory_falls_back_to_files(
     # 200 training images at 32 px take 614,400 bytes decoded; pretend 1 MB is available
     monkeypatch.setattr(cache, "available_memory", lambda: 1_000_000)
     dm = DigitDataModule(train_path=tiny_folders / "train", val_path=tiny_folders / "val",
-                         test_path=tiny_folders / "test", img_size=32, batch_size=64, num_workers=0,
+                         test_path=tiny_folders / "test", img_size=(32, 32), batch_size=64, num_workers=0,
                          data_cache=True)
     with caplog.at_level("WARNING"):
         dm.setup("fit")

@@ -20,7 +20,7 @@ AUGMENT = {"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1], "shear": 0}
 
 
 def make_dm(root: Path, **kwargs) -> DigitDataModule:
-    args = {"img_size": 32, "batch_size": 16, "num_workers": 0, **kwargs}
+    args = {"img_size": (32, 32), "batch_size": 16, "num_workers": 0, **kwargs}
     return DigitDataModule(root / "train", root / "val", root / "test", **args)
 
 
@@ -58,7 +58,7 @@ def test_natural_class_order_and_val_mapped_by_name(tmp_path: Path, tiny_folders
             shutil.copytree(tiny_folders / split / source, root / split / name)
     (root / "train" / ".DS_Store").write_bytes(b"junk")
     shutil.rmtree(root / "val" / "2")  # val lacks class '2': '10' must still be label 1
-    dm = DigitDataModule(root / "train", root / "val", None, img_size=28)
+    dm = DigitDataModule(root / "train", root / "val", None, img_size=(28, 28))
     dm.setup("fit")
     assert dm.class_names == ["2", "10"]
     assert {label for _, label in dm.val_dataset.samples} == {1}
@@ -100,12 +100,12 @@ def test_try_to_train_items_is_a_seeded_subset(tiny_folders: Path) -> None:
 
 def test_train_shuffle_is_seeded(tiny_folders: Path) -> None:
     def order(seed: int) -> list[int]:
-        dm = make_dm(tiny_folders, random_seed=seed, img_size=16, batch_size=200)
+        dm = make_dm(tiny_folders, random_seed=seed, img_size=(16, 16), batch_size=200)
         return next(iter(dm.train_dataloader()))[1].tolist()
 
     assert order(5) == order(5)
     assert order(5) != order(6)
-    dm = make_dm(tiny_folders, img_size=16, batch_size=200)
+    dm = make_dm(tiny_folders, img_size=(16, 16), batch_size=200)
     dm.setup("fit")
     assert next(iter(dm.val_dataloader()))[1].tolist() == dm.val_dataset.targets  # val is not shuffled
 
@@ -151,7 +151,7 @@ class _Recorder(L.LightningModule):
 
 
 def test_trainer_augments_train_batches_only(tiny_folders: Path) -> None:
-    dm = make_dm(tiny_folders, img_size=16, augment=AUGMENT)
+    dm = make_dm(tiny_folders, img_size=(16, 16), augment=AUGMENT)
     model = _Recorder()
     trainer = L.Trainer(
         accelerator="cpu",
@@ -178,7 +178,7 @@ def break_two_images(root: Path) -> tuple[Path, Path]:
 
 def test_bad_images_skipped_with_one_warning_each(tiny_folders: Path) -> None:
     empty, corrupt = break_two_images(tiny_folders / "train")
-    dm = make_dm(tiny_folders, img_size=16)
+    dm = make_dm(tiny_folders, img_size=(16, 16))
     dm.setup("fit")
     assert len(dm.train_dataset) == 202
     with warnings.catch_warnings(record=True) as caught:
@@ -224,7 +224,7 @@ def test_predict_paths_images_and_reported_errors(tiny_folders: Path) -> None:
 
 def test_predict_batch_of_only_bad_files_is_empty_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(b"")
-    dataset = PredictFolderDataset(tmp_path, 16)
+    dataset = PredictFolderDataset(tmp_path, (16, 16))
     batch = dataset.collate([dataset[0]])
     assert batch.images.shape == (0, 3, 16, 16) and batch.paths == [] and batch.errors[0].path == "a.png"
 

@@ -69,7 +69,7 @@ def test_onnx_and_torchscript_agree_with_torch(
     onnx_path, script_path = export(compose_cfg("export", [f"model_path={untrained_checkpoint}", "format=all",
                                                            f"output={tmp_path / 'model'}"]))
     assert onnx_path.name == "model.onnx" and script_path.name == "model.pt"
-    images = torch.stack([load_image_tensor(p, 32) for p in sorted((tiny_folders / "test").rglob("*.png"))[:9]])
+    images = torch.stack([load_image_tensor(p, (32, 32)) for p in sorted((tiny_folders / "test").rglob("*.png"))[:9]])
     reference = load_predictor(untrained_checkpoint).probabilities(images)
     from_onnx = load_predictor(onnx_path)
     assert from_onnx.class_names == [str(d) for d in range(10)] and from_onnx.img_size == (32, 32)
@@ -97,3 +97,14 @@ def test_mnist_style_keeps_dark_backgrounds_and_blank_images() -> None:
     dark = 255 - render_digit(3, jpeg=False)  # already light ink on dark
     assert to_mnist_style(dark)[0].max() < 40
     assert to_mnist_style(np.full((50, 50, 3), 200, np.uint8)).max() == 0
+
+
+def test_a_checkpoint_holding_an_int_img_size_loads_as_a_pair(untrained_checkpoint: Path, tmp_path: Path) -> None:
+    """Checkpoints written before the schema parsed img_size hold an int; they still load and export."""
+    from digitcls.model.module import load_classifier
+
+    checkpoint = torch.load(untrained_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["img_size"] = 28
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert load_classifier(tmp_path / "old.ckpt").img_size == (28, 28)
+    assert load_predictor(tmp_path / "old.ckpt", backend="torch").img_size == (28, 28)

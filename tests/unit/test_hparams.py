@@ -70,6 +70,6 @@ def test_every_argument_round_trips_config_hparams_checkpoint_loaded_model(tiny_
 
 def test_paths_given_as_path_objects_are_saved_as_strings(tiny_folders: Path) -> None:
     """Checkpoints are read back with weights_only, which refuses pathlib objects."""
-    datamodule = DigitDataModule(tiny_folders / "train", tiny_folders / "val", None, img_size=32)
+    datamodule = DigitDataModule(tiny_folders / "train", tiny_folders / "val", None, img_size=(32, 32))
     assert datamodule.hparams.train_path == str(tiny_folders / "train")
     assert datamodule.hparams.test_path is None

@@ -10,12 +10,7 @@ import pytest
 import torch
 
 from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
-from digitcls.data.transforms import (
-    AffineAugment,
-    batch_augment,
-    parse_augment,
-    parse_img_size,
-)
+from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment
 from digitcls.errors import BadImageError, ConfigError
 
 RNG = np.random.default_rng(0)
@@ -75,9 +70,9 @@ def test_bad_files_name_the_file(tmp_path: Path, content: bytes, words: str) -> 
 
 def test_resize_height_width_not_swapped() -> None:
     image = RGB.copy()
-    assert resize(image, [20, 36]).shape == (20, 36, 3)
+    assert resize(image, (20, 36)).shape == (20, 36, 3)
     assert resize(image, (36, 20)).shape == (36, 20, 3)
-    assert resize(image, 16).shape == (16, 16, 3)
+    assert resize(image, (16, 16)).shape == (16, 16, 3)
 
 
 def test_resize_interpolation_and_noop() -> None:
@@ -92,15 +87,9 @@ def test_resize_interpolation_and_noop() -> None:
 
 
 def test_tensor_is_chw_uint8(tmp_path: Path) -> None:
-    tensor = load_image_tensor(write(tmp_path / "g.png", RGB[:, :, 0].copy()), [20, 36])
+    tensor = load_image_tensor(write(tmp_path / "g.png", RGB[:, :, 0].copy()), (20, 36))
     assert tensor.shape == (3, 20, 36) and tensor.dtype == torch.uint8
     assert torch.equal(to_chw_tensor(RGB)[:, 2, 5], torch.from_numpy(RGB[2, 5]))
-
-
-def test_parse_img_size_reads_a_square_or_height_then_width() -> None:
-    """Bad values never get here: the schema refuses them (test_bad_inputs.RULE_CASES)."""
-    assert parse_img_size(32) == (32, 32)
-    assert parse_img_size([20, 36]) == (20, 36)
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -341,7 +341,7 @@ def test_mid_warmup_lr_under_a_real_trainer(spec: str) -> None:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.arange(8) % 2), batch_size=2)
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["a", "b"], img_size=32,
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["a", "b"], img_size=(32, 32),
                             optimizer="SGD", learning_rate=lr, scheduler=spec, warmup_epoch=2, epochs=4)  # fmt: skip
     recorder = LrAtEveryStep()
     # 3 whole epochs (max_steps would change the steps per epoch the schedules are planned with)

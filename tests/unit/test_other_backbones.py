@@ -120,7 +120,7 @@ def test_dropout_zero_is_deterministic_in_training_mode(name: str) -> None:
 def test_normalisation_is_the_architectures(name: str) -> None:
     mean, std = EXPECTED[name][1]
     assert normalization_for(name) == (mean, std)
-    model = DigitClassifier(model_name=name, class_names=["a", "b"], img_size=EXPECTED[name][0])
+    model = DigitClassifier(model_name=name, class_names=["a", "b"], img_size=(EXPECTED[name][0],) * 2)
     assert torch.allclose(model.mean.flatten(), torch.tensor(mean))
     assert torch.allclose(model.std.flatten(), torch.tensor(std))
 
@@ -165,7 +165,7 @@ def test_mobilenet_freezes_its_features() -> None:
 @pytest.mark.parametrize("name", each([TIMM_CONVNEXT]))
 def test_frozen_epoch_trains_only_the_head(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = DigitClassifier(model_name=name, class_names=["a", "b"], img_size=32, learning_rate=0.01)
+    model = DigitClassifier(model_name=name, class_names=["a", "b"], img_size=(32, 32), learning_rate=0.01)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     data = TensorDataset(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -233,7 +233,7 @@ def test_schema_accepts_the_names() -> None:
 
 @pytest.mark.parametrize("name", each(["shufflenetv2", TIMM_CONVNEXT]))
 def test_checkpoint_head_is_found_by_name_not_by_order(name: str, tmp_path: Path) -> None:
-    model = DigitClassifier(model_name=name, class_names=["a", "b", "c"], img_size=32)
+    model = DigitClassifier(model_name=name, class_names=["a", "b", "c"], img_size=(32, 32))
     head_key = f"backbone.{head_name(name)}.weight"
     state = model.state_dict()
     reordered = {k: state[k] for k in (head_key, *[k for k in state if k != head_key])}  # head first, not last
@@ -247,7 +247,7 @@ def test_checkpoint_head_is_found_by_name_not_by_order(name: str, tmp_path: Path
 
 
 def test_checkpoint_with_an_unknown_model_name_is_a_checkpoint_error(tmp_path: Path) -> None:
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["a", "b"], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["a", "b"], img_size=(32, 32))
     path = save_checkpoint(model, tmp_path / "m.ckpt")
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["hyper_parameters"]["model_name"] = "resnet"
@@ -280,7 +280,7 @@ def test_an_input_size_the_timm_model_cannot_take_is_a_config_error_before_train
     expected = (r"img_size: timm/test_vit cannot take 24x24 images \(AssertionError: .*divisible by patch size "
                 r"\(16\)\)\. It was designed for 160x160: e\.g\. img_size=160")
     with pytest.raises(ConfigError, match=expected):
-        DigitClassifier(model_name="timm/test_vit", img_size=24)
+        DigitClassifier(model_name="timm/test_vit", img_size=(24, 24))
     cfg = compose_train([
         *TINY_TRAIN, "model_name=timm/test_vit", "img_size=24", "class_number=2", f"output_dir={tmp_path}",
         f"train_path={two_digits / 'train'}", f"val_path={two_digits / 'val'}", f"test_path={two_digits / 'test'}",

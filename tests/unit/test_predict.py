@@ -54,7 +54,7 @@ def test_labels_agree_with_a_direct_model_call(tiny_folders: Path, untrained_che
     from digitcls.data.images import load_image_tensor
 
     row = predictions.iloc[5]
-    image = load_image_tensor(tiny_folders / "test" / row.image_id, 32)[None]
+    image = load_image_tensor(tiny_folders / "test" / row.image_id, (32, 32))[None]
     probabilities = predictor.probabilities(image)[0]
     assert predictor.class_names[int(probabilities.argmax())] == row.label
     assert float(probabilities.max()) == pytest.approx(row.confidence, abs=1e-5)

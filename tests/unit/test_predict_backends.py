@@ -43,7 +43,7 @@ def decisive_model(seed: int) -> torch.nn.Module:
     from digitcls.model.module import DigitClassifier
 
     torch.manual_seed(seed)
-    model = DigitClassifier(model_name="mobilenetv3_small", img_size=32).eval()
+    model = DigitClassifier(model_name="mobilenetv3_small", img_size=(32, 32)).eval()
     head = model.backbone.classifier[-1]
     torch.nn.init.normal_(head.weight, std=1.0)
     torch.nn.init.normal_(head.bias, std=1.0)

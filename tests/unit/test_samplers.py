@@ -38,7 +38,7 @@ def numbered_split(size: int, path: str) -> Dataset:
 
 
 def datamodule(batch_size: int, rank: int, world: int, monkeypatch: pytest.MonkeyPatch) -> DigitDataModule:
-    dm = DigitDataModule(None, None, None, img_size=16, batch_size=batch_size, random_seed=7)
+    dm = DigitDataModule(None, None, None, img_size=(16, 16), batch_size=batch_size, random_seed=7)
     monkeypatch.setattr(dm, "_rank_and_world", lambda: (rank, world))
     return dm
 
@@ -129,7 +129,7 @@ def test_random_states_survive_a_weights_only_checkpoint_load(tmp_path) -> None:
 
     import numpy as np
 
-    dm = DigitDataModule(None, None, None, img_size=16)
+    dm = DigitDataModule(None, None, None, img_size=(16, 16))
     torch.save({"DigitDataModule": dm.state_dict()}, tmp_path / "x.ckpt")
     expected = (torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)])
     dm.load_state_dict(torch.load(tmp_path / "x.ckpt", weights_only=True)["DigitDataModule"])

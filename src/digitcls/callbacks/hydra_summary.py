@@ -22,19 +22,15 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from digitcls import atomic
+from digitcls.cli import in_multirun
 from digitcls.errors import DigitclsError
 from digitcls.private_apis import failed_job_error
 from digitcls.reports.sweep import JOB_STATUS_FILE, SUMMARY_MD, write_sweep_summary
 
 log = logging.getLogger(__name__)
-
-
-def is_multirun(config: DictConfig) -> bool:
-    return config.hydra.mode == RunMode.MULTIRUN
 
 
 def is_global_rank_zero() -> bool:
@@ -65,11 +61,11 @@ class SweepSummary(Callback):
         self._started: dict[str, float] = {}
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if is_multirun(config):
+        if in_multirun(config):
             self._started[config.hydra.runtime.output_dir] = time.perf_counter()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if not is_multirun(config):
+        if not in_multirun(config):
             return
         output_dir = config.hydra.runtime.output_dir
         wall_time = time.perf_counter() - self._started.pop(output_dir, time.perf_counter())

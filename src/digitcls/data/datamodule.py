@@ -32,7 +32,7 @@ from digitcls.data.images import (
     to_chw_tensor,
 )
 from digitcls.data.samplers import EpochBatches, EpochShuffle, ResumableLoader, Shard
-from digitcls.data.transforms import batch_augment, parse_augment, parse_img_size
+from digitcls.data.transforms import batch_augment, parse_augment
 from digitcls.errors import BadImageError, DataError
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,12 @@ class ImageFolderDataset(Dataset):
     def __init__(
         self,
         samples: list[tuple[Path, int]],
-        img_size: int | Sequence[int],
+        img_size: Sequence[int],
         on_bad_image: str = "skip",
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         self.samples = samples
-        self.img_size = parse_img_size(img_size)
+        self.img_size: tuple[int, int] = tuple(img_size)
         self.on_bad_image = on_bad_image
         self.max_image_pixels = max_image_pixels
         self._warned: set[Path] = set()
@@ -110,14 +110,14 @@ class PredictFolderDataset(Dataset):
     def __init__(
         self,
         root: str | Path,
-        img_size: int | Sequence[int],
+        img_size: Sequence[int],
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         self.root = Path(root)
         self.max_image_pixels = max_image_pixels
         self.paths = unlabelled_samples(self.root)
-        self.img_size = parse_img_size(img_size)
+        self.img_size: tuple[int, int] = tuple(img_size)
         self.preprocess = preprocess  # e.g. preprocess.mnist_rgb for photos of digits
         self.errors: list[BadFile] = []
 
@@ -174,7 +174,7 @@ class DigitDataModule(L.LightningDataModule):
         train_path: str | Path | None,
         val_path: str | Path | None,
         test_path: str | Path | None,
-        img_size: int | Sequence[int],
+        img_size: Sequence[int],
         batch_size: int = 128,
         num_workers: int = 0,
         try_to_train_items: int = 0,
@@ -191,7 +191,7 @@ class DigitDataModule(L.LightningDataModule):
         # Lightning logs the model's hyperparameters, LogConfig the whole config
         self.save_hyperparameters(ignore=["class_names"], logger=False)
         self.hparams.update(to_plain(dict(self.hparams), "DigitDataModule hyperparameters"))
-        self.img_size = parse_img_size(img_size)
+        self.img_size: tuple[int, int] = tuple(img_size)
         self.augment = parse_augment(augment)
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
         self.train_dataset: ImageFolderDataset | TensorSplit | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,19 +102,12 @@ def _to_rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     raise BadImageError(f"image file {path} has {image.shape[2]} channels; expected 1, 3 or 4.")
 
 
-def resize(image: np.ndarray, img_size: int | Sequence[int]) -> np.ndarray:
-    """Resize to ``img_size`` (an int or (height, width)); a no-op when already that size."""
-    # imported here: it brings torch, which this module must not (predict on onnxruntime runs without it)
-    from digitcls.data.transforms import parse_img_size
-
-    return resize_to(image, *parse_img_size(img_size))
-
-
-def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize to ``height`` x ``width``; a no-op when already that size.
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``size`` (height, width); a no-op when already that size.
 
     INTER_AREA when shrinking in both directions (no aliasing), INTER_LINEAR otherwise.
     """
+    height, width = size
     in_height, in_width = image.shape[:2]
     if (in_height, in_width) == (height, width):
         return image
@@ -132,7 +124,7 @@ def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def load_image_tensor(
-    path: str | Path, img_size: int | Sequence[int], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    path: str | Path, img_size: tuple[int, int], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> torch.Tensor:
     """Read, resize and convert one file: the dataset convention (3 x H x W uint8)."""
     return to_chw_tensor(resize(read_image(path, max_pixels), img_size))

@@ -1,4 +1,4 @@
-"""``img_size`` parsing and the batched training augmentation.
+"""The batched training augmentation.
 
 Normalisation belongs to the model (:func:`digitcls.model.backbones.normalization_for`, applied in its
 forward, so exported models and predict need no preprocessing); the augmentation runs on whole batches on the
@@ -17,12 +17,6 @@ import torch.nn.functional as F
 from digitcls.errors import ConfigError
 
 AUGMENT_KEYS = ("degrees", "translate", "scale", "shear")
-
-
-def parse_img_size(value: int | Sequence[int]) -> tuple[int, int]:
-    """``img_size`` as (height, width): an int means a square; [h, w] is taken in that order. The value is
-    trusted: :data:`digitcls.schema.RULES` checks the config's."""
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 @dataclass(frozen=True)

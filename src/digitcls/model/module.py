@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 )
 
 from digitcls.checkpoints import read_checkpoint
-from digitcls.data.transforms import parse_img_size
+from digitcls.choices import parse_img_size
 from digitcls.errors import CheckpointError, ConfigError, DigitclsError
 from digitcls.model.backbones import build_backbone, check_input_size, head_name, normalization_for
 from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
@@ -57,7 +57,7 @@ class DigitClassifier(L.LightningModule):
         dropout: float = 0.2,
         bn_momentum: float = 0.1,
         output_stride: int = 32,
-        img_size: int | Sequence[int] = 32,
+        img_size: Sequence[int] = (32, 32),
         optimizer: str = "AdamW",
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-4,
@@ -75,7 +75,8 @@ class DigitClassifier(L.LightningModule):
         self.class_names = [str(name) for name in class_names]
         self.scheduler_spec = parse_scheduler(scheduler)  # fail at construction, not after an epoch
         self.backbone = build_backbone(model_name, len(self.class_names), dropout, bn_momentum, output_stride)
-        check_input_size(self.backbone, model_name, *parse_img_size(img_size))
+        self.img_size: tuple[int, int] = tuple(img_size)  # (height, width), as the schema parsed it
+        check_input_size(self.backbone, model_name, *self.img_size)
         # NHWC runs MobileNetV3's depthwise convolutions about 2x faster on CPU (bench/); same results
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
@@ -159,6 +160,8 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     _check_hyperparameters(path, hparams, checkpoint["state_dict"])
     try:
+        if "img_size" in hparams:  # checkpoints from before the schema parsed img_size hold an int
+            hparams = {**hparams, "img_size": list(parse_img_size(hparams["img_size"]))}
         model = DigitClassifier(**hparams)
         model.load_state_dict(checkpoint["state_dict"])
     except (DigitclsError, RuntimeError, KeyError, TypeError, ValueError) as error:  # constructors trust their values
