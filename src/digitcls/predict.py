@@ -28,8 +28,8 @@ from omegaconf import DictConfig
 
 from digitcls.atomic import atomic_path, writer
 from digitcls.cli import friendly_errors
-from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image, resize
-from digitcls.errors import BadImageError, DataError
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, Preprocess, load_inputs, read_image
+from digitcls.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,21 +53,14 @@ def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 def decode_batch(
-    paths: Sequence[Path], root: Path, size: tuple[int, int], preprocess: Callable[[np.ndarray], np.ndarray] | None,
-    max_image_pixels: int,
+    paths: Sequence[Path], root: Path, size: tuple[int, int], preprocess: Preprocess | None, max_image_pixels: int
 ) -> Decoded:
-    """Read, preprocess and resize each file: (images, their ids relative to ``root``, unreadable files)."""
-    images, ids, errors = [], [], []
-    for path in paths:
-        relative = path.relative_to(root).as_posix()
-        try:
-            image = read_image(path, max_image_pixels)
-        except BadImageError as error:
-            errors.append((relative, str(error)))
-            continue
-        images.append(resize(preprocess(image) if preprocess else image, size))
-        ids.append(relative)
+    """The model inputs of ``paths`` as one batch: (images, their ids relative to ``root``, unreadable files)."""
+    loaded, skipped = load_inputs(paths, size, preprocess, max_image_pixels)
+    images = [image for _, image in loaded]
     batch = np.stack(images).transpose(0, 3, 1, 2) if images else np.empty((0, 3, *size), np.uint8)
+    ids = [path.relative_to(root).as_posix() for path, _ in loaded]
+    errors = [(path.relative_to(root).as_posix(), reason) for path, reason in skipped]
     return np.ascontiguousarray(batch), ids, errors
 
 

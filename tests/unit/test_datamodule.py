@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from digitcls.data.datamodule import BadImageWarning, DigitDataModule, PredictFolderDataset, collate_labelled
+from digitcls.data.datamodule import DigitDataModule, collate_labelled
+from digitcls.data.images import BadImageWarning
 from digitcls.errors import BadImageError, DataError
 
 AUGMENT = {"degrees": 10, "translate": 0.1, "scale": [0.9, 1.1], "shear": 0}
@@ -204,32 +205,3 @@ def test_collate_of_only_bad_items_is_none() -> None:
     assert collate_labelled([None, None]) is None
 
 
-def test_predict_paths_images_and_reported_errors(tiny_folders: Path) -> None:
-    root = tiny_folders / "test"
-    (root / "3" / "deeper").mkdir()
-    shutil.copy(next((root / "3").glob("*.png")), root / "3" / "deeper" / "x.png")
-    (root / "unreadable.png").write_bytes(b"nope")
-    dm = DigitDataModule(None, None, None, img_size=[20, 24], batch_size=8, predict_path=root)
-    paths = []
-    for batch in dm.predict_dataloader():
-        images, batch_paths = dm.on_before_batch_transfer(batch, 0)
-        assert images.dtype == torch.uint8 and images.shape[1:] == (3, 20, 24)
-        assert len(images) == len(batch_paths)
-        paths += batch_paths
-    assert len(paths) == 51 and "3/deeper/x.png" in paths and "unreadable.png" not in paths
-    assert all("\\" not in p and not p.startswith("/") for p in paths)
-    errors = dm.predict_dataset.errors
-    assert [e.path for e in errors] == ["unreadable.png"] and "corrupt" in errors[0].reason
-
-
-def test_predict_batch_of_only_bad_files_is_empty_not_a_crash(tmp_path: Path) -> None:
-    (tmp_path / "a.png").write_bytes(b"")
-    dataset = PredictFolderDataset(tmp_path, (16, 16))
-    batch = dataset.collate([dataset[0]])
-    assert batch.images.shape == (0, 3, 16, 16) and batch.paths == [] and batch.errors[0].path == "a.png"
-
-
-def test_predict_defaults_to_test_path_and_data_cache_is_accepted(tiny_folders: Path) -> None:
-    dm = make_dm(tiny_folders, data_cache=True)
-    dm.setup("predict")
-    assert len(dm.predict_dataset) == 50

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from digitcls.data.images import load_image_tensor
+from digitcls.data.images import load_input, to_chw_tensor
 from digitcls.errors import DataError
 from digitcls.evaluate import evaluate, score_folder
 from digitcls.export import export
@@ -69,7 +69,7 @@ def test_onnx_and_torchscript_agree_with_torch(
     onnx_path, script_path = export(compose_cfg("export", [f"model_path={untrained_checkpoint}", "format=all",
                                                            f"output={tmp_path / 'model'}"]))
     assert onnx_path.name == "model.onnx" and script_path.name == "model.pt"
-    images = torch.stack([load_image_tensor(p, (32, 32)) for p in sorted((tiny_folders / "test").rglob("*.png"))[:9]])
+    images = torch.stack([to_chw_tensor(load_input(p, (32, 32))) for p in sorted((tiny_folders / "test").rglob("*.png"))[:9]])
     reference = load_predictor(untrained_checkpoint).probabilities(images)
     from_onnx = load_predictor(onnx_path)
     assert from_onnx.class_names == [str(d) for d in range(10)] and from_onnx.img_size == (32, 32)

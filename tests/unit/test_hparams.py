@@ -41,7 +41,7 @@ def test_every_argument_round_trips_config_hparams_checkpoint_loaded_model(tiny_
     model_args, data_args = arguments(DigitClassifier), arguments(DigitDataModule)
     # every argument is a config key, except what the data decides (class names) or predict alone passes
     assert set(model_args) - set(config) == {"class_names"}
-    assert set(data_args) - set(config) == {"class_names", "predict_path"}
+    assert set(data_args) - set(config) == {"class_names"}
     expected_model = {name: config.get(name, CLASS_NAMES) for name in model_args}
     assert all(expected_model[name] != spec.default for name, spec in model_args.items()), "a default passes"
 

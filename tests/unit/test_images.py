@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from digitcls.data.images import load_image_tensor, read_image, resize, to_chw_tensor
+from digitcls.data.images import BadImageWarning, load_input, read_image, resize, to_chw_tensor
 from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment
 from digitcls.errors import BadImageError, ConfigError
 
@@ -86,8 +86,30 @@ def test_resize_interpolation_and_noop() -> None:
     )
 
 
+def test_training_predict_and_serve_make_one_input_and_skip_the_same_files(tmp_path: Path) -> None:
+    """The dataset, predict's batches and the serve gate all go through load_inputs/load_input: the same
+    pixels as OpenCV's own decode + BGR->RGB + resize, and the same unreadable file skipped with a warning."""
+    from digitcls.data.datamodule import ImageFolderDataset
+    from digitcls.predict import decode_batch
+    from digitcls.serve.gate import Upload, model_input
+
+    good = write(tmp_path / "good.png", RNG.integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    expected = cv2.resize(cv2.cvtColor(cv2.imread(str(good)), cv2.COLOR_BGR2RGB), (12, 20), interpolation=cv2.INTER_AREA)
+    with pytest.warns(BadImageWarning, match="bad.png"):
+        images, ids, errors = decode_batch([tmp_path / "bad.png", good], tmp_path, (20, 12), None, 10**6)
+    assert ids == ["good.png"] and [path for path, _ in errors] == ["bad.png"]
+    assert np.array_equal(images[0].transpose(1, 2, 0), expected)
+    dataset = ImageFolderDataset([(tmp_path / "bad.png", 0), (good, 1)], (20, 12))
+    with pytest.warns(BadImageWarning, match="bad.png"):
+        assert dataset[0] is None
+    assert np.array_equal(dataset[1][0].numpy().transpose(1, 2, 0), expected)
+    served = model_input(Upload(good.read_bytes(), "good.png", "none"), (20, 12), 10**6)
+    assert np.array_equal(served.numpy().transpose(1, 2, 0), expected)
+
+
 def test_tensor_is_chw_uint8(tmp_path: Path) -> None:
-    tensor = load_image_tensor(write(tmp_path / "g.png", RGB[:, :, 0].copy()), (20, 36))
+    tensor = to_chw_tensor(load_input(write(tmp_path / "g.png", RGB[:, :, 0].copy()), (20, 36)))
     assert tensor.shape == (3, 20, 36) and tensor.dtype == torch.uint8
     assert torch.equal(to_chw_tensor(RGB)[:, 2, 5], torch.from_numpy(RGB[2, 5]))
 

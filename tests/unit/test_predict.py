@@ -51,10 +51,10 @@ def test_pre_csv_has_relative_ids_class_names_and_natural_order(
 def test_labels_agree_with_a_direct_model_call(tiny_folders: Path, untrained_checkpoint: Path) -> None:
     predictor = load_predictor(untrained_checkpoint)
     predictions, _ = label_folder(predictor, tiny_folders / "test", batch_size=7)
-    from digitcls.data.images import load_image_tensor
+    from digitcls.data.images import load_input, to_chw_tensor
 
     row = predictions.iloc[5]
-    image = load_image_tensor(tiny_folders / "test" / row.image_id, (32, 32))[None]
+    image = to_chw_tensor(load_input(tiny_folders / "test" / row.image_id, (32, 32)))[None]
     probabilities = predictor.probabilities(image)[0]
     assert predictor.class_names[int(probabilities.argmax())] == row.label
     assert float(probabilities.max()) == pytest.approx(row.confidence, abs=1e-5)

@@ -29,8 +29,8 @@ from omegaconf import ListConfig
 
 from digitcls.checkpoints import main as convert_main
 from digitcls.checkpoints import read_checkpoint
-from digitcls.data.datamodule import BadImageWarning, DigitDataModule
-from digitcls.data.images import read_image
+from digitcls.data.datamodule import DigitDataModule
+from digitcls.data.images import BadImageWarning, read_image
 from digitcls.errors import EXIT_USER_ERROR, BadImageError, CheckpointError
 from digitcls.model.module import DigitClassifier, load_classifier
 from digitcls.train import train

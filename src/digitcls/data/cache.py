@@ -1,7 +1,7 @@
 """The in-memory data path: each split decoded once into a uint8 tensor, cached on disk.
 
 The folder path decodes and resizes every image with OpenCV on every epoch, one Python call per item.
-Here a split is decoded once (the same ``load_image_tensor`` as the folder path, so the pixels are
+Here a split is decoded once (the same ``load_inputs`` as the folder path, so the pixels are
 identical), stacked into one ``N x 3 x H x W`` uint8 tensor and saved under ``data/.cache``. The cache
 key covers the file list, sizes, mtimes and ``img_size``: any change rebuilds it. Batches are sliced
 from the tensor by index lists (``BatchSampler`` + ``batch_size=None``), so there is no per-item work

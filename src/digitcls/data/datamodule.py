@@ -1,19 +1,18 @@
-"""Image folders -> batches: labelled train/val/test splits, an unlabelled predict folder.
+"""Image folders -> batches: labelled train/val/test splits.
 
 Datasets yield uint8 C x H x W tensors already resized to ``img_size``; the model scales and normalises.
 Training augmentation runs batched on the device (``on_after_batch_transfer``), training only.
-A file that cannot be decoded becomes ``None`` (labelled) or a :class:`BadFile` record (predict), and the
-collate functions drop it, so no up-front decode of every file is needed.
+A file that cannot be decoded becomes ``None`` and the collate function drops it, so no up-front decode
+of every file is needed.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -23,42 +22,16 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default
 
 from digitcls.checkpoints import to_plain
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
-from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
-from digitcls.data.images import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    load_image_tensor,
-    read_image,
-    resize,
-    to_chw_tensor,
-)
+from digitcls.data.folders import discover_classes, labelled_samples
+from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, load_inputs, to_chw_tensor
 from digitcls.data.samplers import EpochBatches, EpochShuffle, ResumableLoader, Shard
 from digitcls.data.transforms import batch_augment, parse_augment
-from digitcls.errors import BadImageError, DataError
+from digitcls.errors import DataError
 
 log = logging.getLogger(__name__)
 
 BAD_IMAGE_POLICIES = ("skip", "error")
 Sample = tuple[torch.Tensor, int]
-
-
-class BadImageWarning(UserWarning):
-    """An unreadable image was skipped (``on_bad_image=skip``)."""
-
-
-class BadFile(NamedTuple):
-    """A prediction input that could not be decoded: its path relative to the folder and why."""
-
-    path: str
-    reason: str
-
-
-class PredictBatch(NamedTuple):
-    """What the predict loader yields; the DataModule hands the model ``(images, paths)`` and keeps
-    ``errors`` in ``predict_dataset.errors`` (collected in the main process, so workers lose nothing)."""
-
-    images: torch.Tensor
-    paths: list[str]
-    errors: list[BadFile]
 
 
 class ImageFolderDataset(Dataset):
@@ -87,62 +60,14 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample | None:
         path, label = self.samples[index]
-        try:
-            return load_image_tensor(path, self.img_size, self.max_image_pixels), label
-        except BadImageError as error:
-            if self.on_bad_image == "error":
-                raise BadImageError(f"{error} (Or set on_bad_image=skip to leave such files out.)") from None
-            if path not in self._warned:
-                self._warned.add(path)
-                warnings.warn(f"skipping it (on_bad_image=skip): {error}", BadImageWarning, stacklevel=2)
-            return None
+        loaded, _ = load_inputs([path], self.img_size, None, self.max_image_pixels, self.on_bad_image, self._warned)
+        return (to_chw_tensor(loaded[0][1]), label) if loaded else None
 
 
 def collate_labelled(batch: list[Sample | None]) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Stack the readable samples; ``None`` when none is (Lightning skips a ``None`` training batch)."""
     kept = [item for item in batch if item is not None]
     return default_collate(kept) if kept else None
-
-
-class PredictFolderDataset(Dataset):
-    """Every image under ``root`` as (image, path relative to root with '/'); a bad file is a BadFile."""
-
-    def __init__(
-        self,
-        root: str | Path,
-        img_size: Sequence[int],
-        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
-        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    ):
-        self.root = Path(root)
-        self.max_image_pixels = max_image_pixels
-        self.paths = unlabelled_samples(self.root)
-        self.img_size: tuple[int, int] = tuple(img_size)
-        self.preprocess = preprocess  # e.g. preprocess.mnist_rgb for photos of digits
-        self.errors: list[BadFile] = []
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, str] | BadFile:
-        path = self.paths[index]
-        relative = path.relative_to(self.root).as_posix()
-        try:
-            image = read_image(path, self.max_image_pixels)
-        except BadImageError as error:
-            return BadFile(relative, str(error))
-        if self.preprocess is not None:
-            image = self.preprocess(image)
-        return to_chw_tensor(resize(image, self.img_size)), relative
-
-    def collate(self, batch: list[tuple[torch.Tensor, str] | BadFile]) -> PredictBatch:
-        good = [item for item in batch if not isinstance(item, BadFile)]
-        bad = [item for item in batch if isinstance(item, BadFile)]
-        if good:
-            images = torch.stack([image for image, _ in good])
-        else:
-            images = torch.empty((0, 3, *self.img_size), dtype=torch.uint8)
-        return PredictBatch(images, [path for _, path in good], bad)
 
 
 def train_subset(samples: list[tuple[Path, int]], items: int, seed: int) -> list[tuple[Path, int]]:
@@ -163,7 +88,7 @@ def _require_folder(path: str | Path | None, key: str) -> Path:
 
 
 class DigitDataModule(L.LightningDataModule):
-    """Labelled image folders (``<split>/<class>/<image>``) for fit/validate/test, any folder for predict.
+    """Labelled image folders (``<split>/<class>/<image>``) for fit, validate and test.
 
     Class names come from the training folder (natural sort) unless ``class_names`` is given (e.g. from a
     checkpoint); other splits are mapped by name and may only hold known classes.
@@ -183,7 +108,6 @@ class DigitDataModule(L.LightningDataModule):
         on_bad_image: str = "skip",
         data_cache: bool = False,
         class_names: Sequence[str] | None = None,
-        predict_path: str | Path | None = None,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         super().__init__()
@@ -197,7 +121,6 @@ class DigitDataModule(L.LightningDataModule):
         self.train_dataset: ImageFolderDataset | TensorSplit | None = None
         self.val_dataset: ImageFolderDataset | TensorSplit | None = None
         self.test_dataset: ImageFolderDataset | TensorSplit | None = None
-        self.predict_dataset: PredictFolderDataset | None = None
 
     # ------------------------------------------------------------------ datasets
 
@@ -209,12 +132,6 @@ class DigitDataModule(L.LightningDataModule):
             self.val_dataset = self.val_dataset or self._labelled("val")
         if stage == "test":
             self.test_dataset = self.test_dataset or self._labelled("test")
-        if stage == "predict" and self.predict_dataset is None:
-            hp = self.hparams
-            key = "predict_path" if hp.predict_path else "test_path"
-            root = _require_folder(hp.predict_path or hp.test_path, key)  # predict_path defaults to test_path
-            self.predict_dataset = PredictFolderDataset(root, self.img_size, max_image_pixels=hp.max_image_pixels)
-
     def _classes(self) -> list[str]:
         if self.class_names is None:
             self.class_names = discover_classes(_require_folder(self.hparams.train_path, "train_path"))
@@ -262,12 +179,6 @@ class DigitDataModule(L.LightningDataModule):
         if self.test_dataset is None:
             self.setup("test")
         return self._evaluation_loader(self.test_dataset)
-
-    def predict_dataloader(self) -> DataLoader:
-        if self.predict_dataset is None:
-            self.setup("predict")
-        assert self.predict_dataset is not None
-        return DataLoader(self.predict_dataset, **self._per_file(self.predict_dataset.collate))
 
     def _evaluation_loader(self, dataset: ImageFolderDataset | TensorSplit | None) -> DataLoader:
         """Each process scores its own shard, unpadded: synced metrics count every image exactly once."""
@@ -322,15 +233,8 @@ class DigitDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ batch hooks
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if isinstance(batch, PredictBatch):
-            if self.predict_dataset is not None:
-                self.predict_dataset.errors.extend(batch.errors)
-            return batch.images, batch.paths
-        return batch
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment training batches on the device; validation, test and predict batches never."""
+        """Augment training batches on the device; validation and test batches never."""
         if batch is None or self.augment.is_identity or self.trainer is None or not self.trainer.training:
             return batch
         images, labels = batch

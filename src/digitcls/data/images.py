@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,8 +125,44 @@ def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-def load_image_tensor(
-    path: str | Path, img_size: tuple[int, int], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-) -> torch.Tensor:
-    """Read, resize and convert one file: the dataset convention (3 x H x W uint8)."""
-    return to_chw_tensor(resize(read_image(path, max_pixels), img_size))
+Preprocess = Callable[[np.ndarray], np.ndarray]
+
+
+class BadImageWarning(UserWarning):
+    """An unreadable image was skipped."""
+
+
+def load_input(
+    source: str | Path | bytes, size: tuple[int, int], preprocess: Preprocess | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, name: str = "the image",
+) -> np.ndarray:
+    """One model input, ``size`` x 3 uint8: a file (or an upload's bytes, called ``name`` in errors) decoded,
+    preprocessed (e.g. :func:`digitcls.preprocess.mnist_rgb`) and resized. The one path from a file to
+    the model, for training, evaluate, predict and serve alike."""
+    if isinstance(source, bytes):
+        image = decode_image(np.frombuffer(source, np.uint8), name, max_pixels)
+    else:
+        image = read_image(source, max_pixels)
+    return resize(preprocess(image) if preprocess else image, size)
+
+
+def load_inputs(
+    paths: Iterable[Path], size: tuple[int, int], preprocess: Preprocess | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, on_bad_image: str = "skip", warned: set[Path] | None = None,
+) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[Path, str]]]:
+    """:func:`load_input` of each file: (the readable ones with their input, the unreadable ones with why).
+    An unreadable file raises (``on_bad_image=error``) or is skipped with a :class:`BadImageWarning`, once
+    per file of ``warned`` (a caller that reads the same files every epoch keeps one set)."""
+    loaded, skipped = [], []
+    for path in paths:
+        try:
+            loaded.append((path, load_input(path, size, preprocess, max_pixels)))
+        except BadImageError as error:
+            if on_bad_image == "error":
+                raise BadImageError(f"{error} (Or set on_bad_image=skip to leave such files out.)") from None
+            skipped.append((path, str(error)))
+            if warned is None or path not in warned:
+                warnings.warn(f"skipping it (on_bad_image=skip): {error}", BadImageWarning, stacklevel=2)
+                if warned is not None:
+                    warned.add(path)
+    return loaded, skipped

@@ -126,10 +126,6 @@ class DigitClassifier(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test", self.test_metrics)
 
-    def predict_step(self, batch: tuple[Tensor, Sequence[str]], batch_idx: int) -> tuple[Tensor, list[str]]:
-        images, paths = batch
-        return self(images).softmax(dim=1), list(paths)
-
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         # only trainable parameters: the freeze callback adds the backbone's later

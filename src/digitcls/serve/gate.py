@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digitcls.data.images import TooManyPixelsError, decode_image, resize, to_chw_tensor
+from digitcls.data.images import TooManyPixelsError, load_input, to_chw_tensor
 from digitcls.errors import BadImageError
 from digitcls.preprocess import PREPROCESSORS
 
@@ -149,15 +149,12 @@ def model_input(upload: Upload, img_size: tuple[int, int], max_pixels: int) -> t
     if not upload.data:
         raise RequestError(400, f"{upload.name} is empty (0 bytes); {USAGE}.")
     try:
-        image = decode_image(np.frombuffer(upload.data, np.uint8), upload.name, max_pixels)
+        image = load_input(upload.data, img_size, PREPROCESSORS[upload.preprocess], max_pixels, upload.name)
     except TooManyPixelsError as error:
         raise RequestError(413, str(error)) from None
     except BadImageError as error:
         raise RequestError(415, str(error)) from None
-    transform = PREPROCESSORS[upload.preprocess]
-    if transform is not None:
-        image = transform(image)
-    return to_chw_tensor(resize(image, img_size))
+    return to_chw_tensor(image)
 
 
 def encode_input(pixels: torch.Tensor) -> bytes:
