@@ -17,7 +17,10 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,3 +75,15 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, payload: Any) -> Path:
     return write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+@writer
+def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Temp file in the same folder, then rename: readers see the old file or the new one, never half.
+
+    Always valid UTF-8: a file name that is not (undecodable bytes, kept by Python as surrogates) is written
+    with backslash escapes instead of failing the whole file. Commas, quotes and newlines in names are
+    quoted, so pandas reads every name back as it was."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f", errors="backslashreplace")
+    return Path(path)

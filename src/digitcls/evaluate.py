@@ -25,6 +25,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from digitcls.atomic import write_csv_atomically
 from digitcls.cli import friendly_errors
 from digitcls.data.datamodule import ImageFolderDataset, collate_labelled
 from digitcls.data.folders import labelled_samples
@@ -32,7 +33,6 @@ from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image
 from digitcls.errors import DataError
 from digitcls.inference import Predictor, load_predictor
 from digitcls.inputs import check_folders
-from digitcls.predict import write_csv_atomically
 from digitcls.reports.plots import confusion_matrix_figure, image_grid
 from digitcls.runs import newest_best_checkpoint, writable_folder, write_summary
 from digitcls.schema import validated

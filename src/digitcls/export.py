@@ -43,7 +43,7 @@ def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
 def export_onnx(
     model: DigitClassifier, path: Path, opset: int = 18, extra_metadata: dict[str, str] | None = None
 ) -> Path:
-    """``extra_metadata``: more strings to store in the file (e.g. digitcls.onnx_cache's key)."""
+    """``extra_metadata``: more strings to store in the file (e.g. digitcls.inference's cache key)."""
     import onnx  # optional dependency: the `export` extra
 
     metadata = {"class_names": json.dumps(list(model.class_names)),

@@ -1,8 +1,12 @@
 """One way to run a trained model on batches, whether it is a Lightning checkpoint or an ONNX export.
 
 A checkpoint runs on onnxruntime when it is installed (the ``export`` extra): it is exported once to
-``<checkpoint>.onnx`` beside it and re-exported when the checkpoint changes (see :mod:`digitcls.onnx_cache`).
-Without onnxruntime it runs on torch. Both give the same probabilities (to float rounding).
+``<name>.ckpt.onnx`` beside it (not ``<name>.onnx``, which is `make export`'s file) and re-exported when the
+checkpoint changes. The export records which checkpoint it was made from in its metadata: the checkpoint's
+size and modification time (nanoseconds), plus :data:`FORMAT` for the export code itself; any difference,
+e.g. ``last.ckpt`` rewritten by a later epoch, and it is made again. Size and time rather than a hash:
+reading a large checkpoint to hash it would cost more than the start-up this cache saves. Without
+onnxruntime it runs on torch. Both give the same probabilities (to float rounding).
 
 torch and Lightning are imported only on the torch path and for the one-off export: onnxruntime starts
 in a fraction of a second, ``import lightning`` takes several.
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 Backend = Literal["auto", "onnxruntime", "torch"]
+SOURCE_KEY = "digitcls_source_checkpoint"
+FORMAT = 1  # raise when the exported graph changes (digitcls.export.Inference): older caches are remade
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, "Tensor")
 
 
@@ -79,20 +85,40 @@ def load_predictor(path: str | Path, backend: Backend = "auto") -> Predictor:
         return torch_predictor(path)
 
 
+def cache_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".onnx")
+
+
+def source_key(checkpoint: Path) -> str:
+    """What identifies this version of ``checkpoint`` (a missing file is reported by the export)."""
+    try:
+        stat = checkpoint.stat()
+    except OSError:
+        return ""
+    return json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "format": FORMAT})
+
+
+def export_cache(checkpoint: Path, cache: Path, key: str) -> Path:
+    """Export ``checkpoint`` to ``cache`` (atomically) with ``key`` in its metadata; torch and Lightning
+    are imported here, once per checkpoint version."""
+    from digitcls.export import export_onnx
+    from digitcls.model.module import load_classifier
+
+    return export_onnx(load_classifier(checkpoint), cache, extra_metadata={SOURCE_KEY: key})
+
+
 def cached_onnx_predictor(checkpoint: Path) -> Predictor:
     """``checkpoint`` on onnxruntime through its cached export, exported first when missing, damaged or
     made from another version of the checkpoint."""
-    from digitcls import onnx_cache
-
-    cache, key = onnx_cache.cache_path(checkpoint), onnx_cache.source_key(checkpoint)
+    cache, key = cache_path(checkpoint), source_key(checkpoint)
     opened = None
     if cache.is_file():
         try:
             opened = _open_session(cache)
         except CheckpointError:  # a damaged cache is simply made again
             opened = None
-    if opened is None or opened[1].get(onnx_cache.SOURCE_KEY) != key:
-        onnx_cache.export(checkpoint, cache, key)
+    if opened is None or opened[1].get(SOURCE_KEY) != key:
+        export_cache(checkpoint, cache, key)
         opened = _open_session(cache)
     return _session_predictor(checkpoint, *opened)
 

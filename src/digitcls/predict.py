@@ -26,7 +26,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from digitcls.atomic import atomic_path, writer
+from digitcls.atomic import write_csv_atomically
 from digitcls.cli import friendly_errors
 from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, Preprocess, load_inputs, read_image
 from digitcls.errors import DataError
@@ -38,18 +38,6 @@ if TYPE_CHECKING:
 
 COLUMNS = ["image_id", "label", "confidence"]
 Decoded = tuple[np.ndarray, list[str], list[tuple[str, str]]]  # N x 3 x H x W uint8, their ids, (id, reason)
-
-
-@writer
-def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Temp file in the same folder, then rename: readers see the old file or the new one, never half.
-
-    Always valid UTF-8: a file name that is not (undecodable bytes, kept by Python as surrogates) is written
-    with backslash escapes instead of failing the whole file. Commas, quotes and newlines in names are
-    quoted, so pandas reads every name back as it was."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f", errors="backslashreplace")
-    return Path(path)
 
 
 def decode_batch(

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import digitcls
-from digitcls import atomic, checkpoints, export, notebook, predict
+from digitcls import atomic, checkpoints, export, notebook
 from digitcls.atomic import atomic_path
 from digitcls.callbacks import checkpoint
 from digitcls.data import cache
@@ -49,7 +49,7 @@ def _tiny_classifier() -> DigitClassifier:
 CASES: dict[str, Callable[[Path], object]] = {
     "digitcls.atomic.write_bytes": lambda target: atomic.write_bytes(target, b"new"),
     "digitcls.reports.plots.save_figure": lambda target: plots.save_figure(plt.figure(), target),
-    "digitcls.predict.write_csv_atomically": lambda target: predict.write_csv_atomically(
+    "digitcls.atomic.write_csv_atomically": lambda target: atomic.write_csv_atomically(
         pd.DataFrame({"image_id": ["a.png"], "label": ["1"], "confidence": [0.9]}), target),
     "digitcls.callbacks.checkpoint.AtomicCheckpointIO.save_checkpoint": lambda target: (
         checkpoint.AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(1)}}, target)),

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
-from digitcls import predict as predict_module
+from digitcls import atomic
 from digitcls.errors import CheckpointError, DataError
 from digitcls.inference import load_predictor
 from digitcls.predict import label_folder, predict
@@ -132,6 +132,6 @@ def test_preprocess_mnist_runs_on_photos(untrained_checkpoint: Path, tmp_path: P
 
 
 def test_module_writes_csv_with_six_decimals(tmp_path: Path) -> None:
-    path = predict_module.write_csv_atomically(
+    path = atomic.write_csv_atomically(
         pd.DataFrame({"image_id": ["a.png"], "label": ["1"], "confidence": [0.123456789]}), tmp_path / "p.csv")
     assert path.read_text().splitlines()[1] == "a.png,1,0.123457"

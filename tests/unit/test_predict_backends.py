@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from digitcls import onnx_cache
+from digitcls import inference
 from digitcls.errors import CheckpointError
 from digitcls.inference import load_predictor
 from digitcls.predict import label_folder, predict
@@ -59,13 +59,13 @@ def checkpoint(tmp_path: Path) -> Path:
 def export_count(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every export the cache makes, in order (the real export runs)."""
     made: list[Path] = []
-    real = onnx_cache.export
+    real = inference.export_cache
 
     def counting(checkpoint: Path, cache: Path, key: str) -> Path:
         made.append(checkpoint)
         return real(checkpoint, cache, key)
 
-    monkeypatch.setattr(onnx_cache, "export", counting)
+    monkeypatch.setattr(inference, "export_cache", counting)
     return made
 
 
@@ -118,12 +118,12 @@ def test_a_changed_checkpoint_is_exported_again(
     os.utime(checkpoint, ns=(1, 1))  # the same bytes with another time: cannot tell, so remade
     load_predictor(checkpoint)
     assert len(export_count) == 3
-    key = json.loads(onnx_cache.source_key(checkpoint))
-    assert key == {"size": checkpoint.stat().st_size, "mtime_ns": 1, "format": onnx_cache.FORMAT}
+    key = json.loads(inference.source_key(checkpoint))
+    assert key == {"size": checkpoint.stat().st_size, "mtime_ns": 1, "format": inference.FORMAT}
 
 
 def test_a_damaged_export_is_made_again(checkpoint: Path, export_count: list[Path]) -> None:
-    cache = onnx_cache.cache_path(checkpoint)
+    cache = inference.cache_path(checkpoint)
     cache.write_bytes(b"not an onnx file")
     assert load_predictor(checkpoint).backend == "onnxruntime"
     assert len(export_count) == 1 and cache.stat().st_size > 100_000
@@ -134,7 +134,7 @@ def test_without_onnxruntime_the_checkpoint_runs_on_torch(
 ) -> None:
     predictor = load_predictor(checkpoint)
     assert predictor.backend == "torch" and export_count == []
-    assert not onnx_cache.cache_path(checkpoint).exists()
+    assert not inference.cache_path(checkpoint).exists()
 
 
 def test_an_onnx_file_without_onnxruntime_says_how_to_install_it(tmp_path: Path, no_onnxruntime: None) -> None:
@@ -149,7 +149,7 @@ def test_a_failed_export_falls_back_to_torch_with_a_warning(
     def unsupported(checkpoint: Path, cache: Path, key: str) -> Path:
         raise RuntimeError("operator foo is not supported")
 
-    monkeypatch.setattr(onnx_cache, "export", unsupported)
+    monkeypatch.setattr(inference, "export_cache", unsupported)
     with pytest.warns(UserWarning, match="running .* on torch: exporting it to ONNX failed .*operator foo"):
         assert load_predictor(checkpoint).backend == "torch"
     with pytest.raises(RuntimeError, match="operator foo"), warnings.catch_warnings():

@@ -309,7 +309,7 @@ def test_hostile_names_stay_inside_the_output_folder_and_round_trip(
     from digitcls.predict import main
 
     main()
-    from digitcls.onnx_cache import cache_path
+    from digitcls.inference import cache_path
 
     # the one file outside `out`: predict's export of the model beside the checkpoint (with onnxruntime)
     written = _tree(tmp_path) - before - {cache_path(untrained_checkpoint)}
@@ -346,7 +346,7 @@ def test_odd_class_names_reach_every_evaluate_output(
     from digitcls.evaluate import main
 
     main()
-    from digitcls.onnx_cache import cache_path
+    from digitcls.inference import cache_path
 
     # the one write outside: the checkpoint's own cached ONNX export, named by digitcls, not by any class
     assert all(out in path.parents for path in _tree(tmp_path) - before - {cache_path(checkpoint)})
