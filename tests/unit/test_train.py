@@ -101,3 +101,22 @@ def test_checkpoint_policy(tmp_path: Path, best_only: bool, one_only: bool, scor
                 checkpoint.best_model_score = current
     assert saves == expected_saves
     assert checkpoint.save_top_k == (1 if one_only else -1)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "epochs_run"),
+    [("onecycle", 3), ("cosine", 3), ("default-0.5-5", 2)],  # plateau: epoch 1 does not beat epoch 0, patience 1
+)
+def test_a_scheduled_run_ends_where_its_schedule_ends(
+    tiny_folders: Path, tmp_path: Path, scheduler: str, epochs_run: int
+) -> None:
+    """Val accuracy made to stall from the first epoch (weights and BatchNorm statistics that do not move):
+    early stopping (patience 1) ends a plateau-driven run after epoch 1, while one-cycle and cosine runs go on
+    to their last epoch, where their schedule has annealed."""
+    summary = train(compose_train([*FAST, *paths_of(tiny_folders, tmp_path), "epochs=3", "early_stop_patient=1",
+                                   f"scheduler={scheduler}", "learning_rate=1e-12", "bn_momentum=1e-9",
+                                   "augment=null", "try_to_train_items=32"]))
+    assert summary["best_epoch"] == 0  # val accuracy stalled after the first epoch
+    assert summary["epochs_run"] == epochs_run
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == epochs_run - 1
