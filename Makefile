@@ -76,8 +76,9 @@ bench-accuracy: | python-ready ## train both recipes on full MNIST over SEEDS=1,
 notebook: | python-ready ## execute notebooks/01_explore_mnist.ipynb headless -> outputs/notebooks/
 	$(PYTHON) -m digitcls.notebook notebooks/01_explore_mnist.ipynb
 
-lint: | python-ready ## ruff
+lint: | python-ready ## ruff, and lint-imports: the import layers declared in pyproject.toml
 	$(PYTHON) -m ruff check src tests bench
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 
 format: | python-ready ## ruff format + autofix
 	$(PYTHON) -m ruff check --fix src tests bench

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from digitcls.choices import AffineAugment, parse_augment
 from digitcls.data.images import BadImageWarning, load_input, read_image, resize, to_chw_tensor
-from digitcls.data.transforms import AffineAugment, batch_augment, parse_augment
+from digitcls.data.transforms import batch_augment
 from digitcls.errors import BadImageError, ConfigError
 
 RNG = np.random.default_rng(0)

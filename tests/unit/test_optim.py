@@ -8,19 +8,16 @@ from pytorch_optimizer import AdaBelief, Ranger
 from torch import nn
 from torch.optim.lr_scheduler import LinearLR, OneCycleLR, ReduceLROnPlateau, SequentialLR, StepLR
 
+from digitcls.choices import SCHEDULER_FORMS, SchedulerSpec, parse_scheduler, scheduler_table
 from digitcls.errors import ConfigError
 from digitcls.model.module import DigitClassifier
 from digitcls.model.optim import (
     OPTIMIZER_NAMES,
     OPTIMIZERS,
-    SCHEDULER_FORMS,
     PlateauAfterWarmup,
-    SchedulerSpec,
     adopt_new_param_groups,
     build_optimizer,
     build_scheduler,
-    parse_scheduler,
-    scheduler_table,
 )
 
 

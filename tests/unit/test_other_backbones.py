@@ -15,12 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from digitcls.callbacks.freeze import FreezeBackbone
-from digitcls.choices import MODEL_NAMES
+from digitcls.choices import MODEL_NAMES, check_model_name
 from digitcls.errors import CheckpointError, ConfigError
 from digitcls.model.backbones import (
     body_of,
     build_backbone,
-    check_model_name,
     head_name,
     load_pretrained,
     normalization_for,

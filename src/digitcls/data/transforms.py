@@ -8,70 +8,12 @@ decoding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 
-from digitcls.errors import ConfigError
-
-AUGMENT_KEYS = ("degrees", "translate", "scale", "shear")
-
-
-@dataclass(frozen=True)
-class AffineAugment:
-    """Ranges of the random affine: each sample draws its own angle, shift, scale and shear.
-
-    degrees: rotation in [-degrees, degrees]; translate: (fx, fy) shift as a fraction of width/height;
-    scale: (low, high) zoom factor; shear: x-shear angle in [-shear, shear] degrees.
-    """
-
-    degrees: float = 0.0
-    translate: tuple[float, float] = (0.0, 0.0)
-    scale: tuple[float, float] = (1.0, 1.0)
-    shear: float = 0.0
-
-    @property
-    def is_identity(self) -> bool:
-        return self.degrees == 0 and self.translate == (0, 0) and self.scale == (1, 1) and self.shear == 0
-
-
-def parse_augment(augment: Mapping | AffineAugment | None) -> AffineAugment:
-    """The ``augment`` config (None, or a mapping of degrees / translate / scale / shear) as ranges.
-
-    ``translate`` is a fraction (or [fx, fy]); ``scale`` is [low, high], or a number s meaning [1 - s, 1 + s]
-    (so 0 is no zoom). Missing keys and zeros mean "no such transform"; all zero is the identity.
-    """
-    if isinstance(augment, AffineAugment):
-        return augment
-    if not augment:
-        return AffineAugment()
-    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
-    if unknown:
-        raise ConfigError(f"augment: unknown key(s) {unknown}; valid keys: {', '.join(AUGMENT_KEYS)}.")
-    try:
-        params = AffineAugment(
-            degrees=abs(float(augment.get("degrees") or 0.0)),
-            translate=_pair(augment.get("translate") or 0.0, around=0.0),
-            scale=_pair(augment.get("scale") or 0.0, around=1.0),
-            shear=abs(float(augment.get("shear") or 0.0)),
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"augment: {error}; e.g. augment.degrees=10 augment.scale=[0.9,1.1].") from None
-    if params.scale[0] <= 0 or params.scale[0] > params.scale[1]:
-        raise ConfigError(f"augment.scale: expected 0 < low <= high, got {list(params.scale)}.")
-    return params
-
-
-def _pair(value: float | Sequence[float], around: float) -> tuple[float, float]:
-    """translate: s -> (s, s) per axis; scale: s -> (1 - s, 1 + s); a pair is used as given."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != 2:
-            raise ValueError(f"expected a number or a pair, got {list(value)}")
-        return float(value[0]), float(value[1])
-    number = abs(float(value))
-    return (number, number) if around == 0.0 else (around - number, around + number)
+from digitcls.choices import AffineAugment, parse_augment
 
 
 def batch_augment(

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from torch import nn
@@ -30,11 +29,12 @@ from torchvision.models.mobilenetv3 import MobileNetV3
 from digitcls.checkpoints import read_checkpoint
 from digitcls.choices import (
     MOBILENET_NAMES,
-    MODEL_NAMES_ALLOWED,
     OUTPUT_STRIDES,
     SHUFFLENET,
-    TIMM_ALIASES,
-    TIMM_PREFIX,
+    check_model_name,
+    import_timm,
+    timm_architecture,
+    timm_config,
 )
 from digitcls.errors import CheckpointError, ConfigError
 from digitcls.private_apis import BatchNorm, mobilenet_v3_blocks
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 # model_name -> torchvision's architecture name
 _MOBILENETS: dict[str, str] = dict(zip(MOBILENET_NAMES, ("mobilenet_v3_large", "mobilenet_v3_small"), strict=True))
-TIMM_INSTALL = "pip install -e '.[timm]'"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,53 +50,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Prefixes other trainers put in front of the model's key names (Lightning's `model.`/`backbone.`
 # attributes, DataParallel's `module.`, the tutorial's `pretrain_`). Stripped repeatedly, in any order.
 KEY_PREFIXES: tuple[str, ...] = ("pretrain_", "model.", "module.", "backbone.")
-
-
-def timm_architecture(model_name: str) -> str | None:
-    """timm's name for ``model_name`` (one of :data:`TIMM_ALIASES` or ``timm/<name>``); None for torchvision's."""
-    if model_name.startswith(TIMM_PREFIX):
-        return model_name[len(TIMM_PREFIX) :]
-    return TIMM_ALIASES.get(model_name)
-
-
-def _import_timm(model_name: str) -> ModuleType:
-    try:
-        import timm
-    except ImportError:
-        raise ConfigError(
-            f"model_name: {model_name} is built by timm, which is not installed. Install the timm extra "
-            f"({TIMM_INSTALL}, or pip install timm), or use mobilenetv3, mobilenetv3_small or shufflenetv2."
-        ) from None
-    return timm
-
-
-def _timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is imported lazily)
-    """The pretrained config timm keeps for the architecture (its head's name, mean and std); a
-    :class:`ConfigError` for a name timm does not know."""
-    architecture = timm_architecture(model_name)
-    if architecture is None:
-        raise ConfigError(
-            f"model_name: got {model_name!r}; allowed: {MODEL_NAMES_ALLOWED}; e.g. model_name=mobilenetv3_small."
-        )
-    timm = _import_timm(model_name)
-    hint = f"timm/<name> takes a name from timm.list_models() (timm {timm.__version__}), e.g. timm/resnet18"
-    if not architecture or not timm.is_model(architecture):
-        similar = timm.list_models(f"*{architecture.split('.')[0]}*")[:5] if architecture else []
-        nearest = f"; similar names: {', '.join(similar)}" if similar else ""
-        raise ConfigError(f"model_name: timm has no model {architecture!r}{nearest}. {hint}.")
-    try:
-        config = timm.get_pretrained_cfg(architecture, allow_unregistered=False)
-    except RuntimeError as error:  # an unknown `.tag`
-        raise ConfigError(f"model_name: {model_name}: {error} {hint}.") from None
-    if config is None or not config.classifier:
-        raise ConfigError(f"model_name: timm has no configuration (head, mean, std) for {architecture!r}. {hint}.")
-    return config
-
-
-def check_model_name(model_name: str) -> None:
-    """A :class:`ConfigError` unless ``model_name`` can be built here (timm installed and knowing the name)."""
-    if model_name not in MOBILENET_NAMES and model_name != SHUFFLENET:
-        _timm_config(model_name)
 
 
 def head_name(model_name: str) -> str:
@@ -110,7 +62,7 @@ def head_name(model_name: str) -> str:
         return "classifier.3"
     if model_name == SHUFFLENET:
         return "fc"
-    classifier = _timm_config(model_name).classifier
+    classifier = timm_config(model_name).classifier
     return classifier if isinstance(classifier, str) else classifier[0]  # distilled models: (head, head_dist)
 
 
@@ -124,7 +76,7 @@ def normalization_for(model_name: str) -> tuple[tuple[float, ...], tuple[float, 
     check_model_name(model_name)
     if timm_architecture(model_name) is None:
         return IMAGENET_MEAN, IMAGENET_STD
-    config = _timm_config(model_name)
+    config = timm_config(model_name)
     mean, std = tuple(config.mean), tuple(config.std)
     return (mean * 3, std * 3) if len(mean) == 1 else (mean, std)
 
@@ -161,8 +113,8 @@ def build_backbone(
         model = shufflenet_v2_x1_0(weights=None, num_classes=class_number)
         model.fc = DropoutLinear(model.fc.in_features, class_number, dropout)
     else:
-        _timm_config(model_name)  # a clear error for a name timm does not know
-        model = _import_timm(model_name).create_model(
+        timm_config(model_name)  # a clear error for a name timm does not know
+        model = import_timm(model_name).create_model(
             architecture, pretrained=False, num_classes=class_number, drop_rate=dropout, in_chans=3
         )
     # torchvision builds every BatchNorm with momentum=0.01: after a short run the running statistics
@@ -185,7 +137,7 @@ def check_input_size(model: nn.Module, model_name: str, height: int, width: int)
         with torch.no_grad():
             model(torch.zeros(1, 3, height, width))
     except Exception as error:  # each architecture fails its own way (AssertionError, RuntimeError, ...)
-        _, pretrained_height, pretrained_width = _timm_config(model_name).input_size
+        _, pretrained_height, pretrained_width = timm_config(model_name).input_size
         raise ConfigError(
             f"img_size: {model_name} cannot take {height}x{width} images "
             f"({type(error).__name__}: {str(error).rstrip('.')}). "

@@ -1,8 +1,9 @@
 """Optimizers by name and learning-rate schedules from the tutorial's one-string grammar.
 
-Both are tables: :data:`OPTIMIZERS` (name → class and default arguments) and :data:`SCHEDULER_FORMS` (the
-grammar: pattern, parser and documentation of each form). The README's scheduler table and the error for a
-bad ``scheduler`` are generated from the latter (``python -m digitcls.model.optim`` prints the table).
+Both are tables: :data:`OPTIMIZERS` (name → class and default arguments) and
+:data:`digitcls.choices.SCHEDULER_FORMS` (the grammar: pattern, parser and documentation of each form, beside
+the other config values so the schema checks it without torch). The README's scheduler table and the error
+for a bad ``scheduler`` are generated from the latter (``python -m digitcls.model.optim`` prints the table).
 
 ``warmup_epoch = W > 0`` ramps the lr linearly, batch by batch, from ``learning_rate / 10`` to
 ``learning_rate`` over the first W epochs, for every form. The main schedule then starts its own clock at
@@ -13,9 +14,7 @@ pct_start = W / epochs, from learning_rate / 10 (cosine-shaped: its middle is th
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, SupportsFloat
 
 import torch
@@ -34,7 +33,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from digitcls.errors import ConfigError
+from digitcls.choices import SchedulerSpec, parse_scheduler, scheduler_table
 from digitcls.private_apis import nested_schedulers
 
 # --------------------------------------------------------------------------------------------- optimizers
@@ -62,121 +61,6 @@ def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float)
 
 PLATEAU_MONITOR = "val_acc"
 WARMUP_START_FACTOR = 0.1  # the warm-up starts at learning_rate / 10
-
-_INT = r"(\d+)"
-_FLOAT = r"(\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
-
-
-def _check(ok: bool, reason: str) -> None:
-    if not ok:
-        raise ValueError(reason)
-
-
-def _plateau(factor: str, patience: str) -> dict[str, Any]:
-    _check(0 < float(factor) < 1, f"the factor F must be in (0, 1), got {float(factor)}")
-    return {"factor": float(factor), "patience": int(patience)}
-
-
-def _step(step_size: str, gamma: str) -> dict[str, Any]:
-    _check(int(step_size) >= 1, "the step S must be >= 1 epoch")
-    _check(0 < float(gamma) <= 1, f"gamma G must be in (0, 1], got {float(gamma)}")
-    return {"step_size": int(step_size), "gamma": float(gamma)}
-
-
-def _sgdr(t_0: str, t_mult: str) -> dict[str, Any]:
-    _check(int(t_0) >= 1 and int(t_mult) >= 1, f"T0 and TMULT must be integers >= 1, got T0={t_0}, TMULT={t_mult}")
-    return {"T_0": int(t_0), "T_mult": int(t_mult)}
-
-
-def _multi(milestones_text: str, gamma: str) -> dict[str, Any]:
-    milestones = tuple(int(m) for m in re.split("[,_]", milestones_text))
-    increasing = milestones[0] >= 1 and all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
-    _check(increasing, f"milestones must be strictly increasing epochs >= 1, got {list(milestones)}")
-    _check(0 < float(gamma) <= 1, f"gamma G must be in (0, 1], got {float(gamma)}")
-    return {"milestones": milestones, "gamma": float(gamma)}
-
-
-@dataclass(frozen=True)
-class SchedulerForm:
-    """One form of the grammar: ``pattern`` must match the whole string (first word case-insensitive);
-    ``read`` turns its groups into :attr:`SchedulerSpec.params` or raises ``ValueError(reason)``."""
-
-    form: str
-    examples: tuple[str, ...]
-    meaning: str  # Markdown, as in the README
-    pattern: str
-    read: Callable[..., dict[str, Any]] = dict
-
-
-# kind -> form: the single description of the grammar (parser, error message, README table)
-SCHEDULER_FORMS: dict[str, SchedulerForm] = {
-    "default": SchedulerForm(
-        "default-F-P", ("default-0.1-3",),
-        "ReduceLROnPlateau on `val_acc`: lr × F after P epochs without improvement (0 < F < 1, P ≥ 0)",
-        rf"default-{_FLOAT}-{_INT}", _plateau,
-    ),
-    "step": SchedulerForm(
-        "step-S-G", ("step-10-0.5",), "StepLR: lr × G every S epochs (S ≥ 1, 0 < G ≤ 1; G is a float)",
-        rf"step-{_INT}-{_FLOAT}", _step,
-    ),
-    "sgdr": SchedulerForm(
-        "SGDR-T0-TMULT", ("SGDR-5-2",),
-        "cosine annealing with warm restarts: first cycle T0 epochs, each next TMULT× longer (integers ≥ 1)",
-        rf"sgdr-{_INT}-{_INT}", _sgdr,
-    ),
-    "multi": SchedulerForm(
-        "multi-M1,M2,...-G", ("multi-10,20-0.1", "multi-10_20-0.1"), "MultiStepLR: lr × G at epochs M1 < M2 < …",
-        rf"multi-(\d+(?:[,_]\d+)*)-{_FLOAT}", _multi,
-    ),
-    "cosine": SchedulerForm("cosine", ("cosine",), "cosine annealing from `learning_rate` to 0 over the epochs", "cosine"),
-    "onecycle": SchedulerForm(
-        "onecycle", ("onecycle",), "OneCycleLR, stepped every batch, peak = `learning_rate`", "onecycle"
-    ),
-    "none": SchedulerForm("none", ("none",), "constant `learning_rate`", "none"),
-}  # fmt: skip
-_PATTERNS = {kind: re.compile(form.pattern, re.IGNORECASE | re.ASCII) for kind, form in SCHEDULER_FORMS.items()}
-
-
-def scheduler_table() -> str:
-    """The README's Markdown table of the grammar."""
-    rows = [
-        f"| `{f.form}` | {' or '.join(f'`{example}`' for example in f.examples)} | {f.meaning} |"
-        for f in SCHEDULER_FORMS.values()
-    ]
-    return "\n".join(["| form | example | meaning |", "|---|---|---|", *rows])
-
-
-@dataclass(frozen=True)
-class SchedulerSpec:
-    """A parsed ``scheduler`` string: ``kind`` is a key of :data:`SCHEDULER_FORMS`; ``params``:
-
-    default: factor, patience · step: step_size, gamma · sgdr: T_0, T_mult · multi: milestones, gamma.
-    """
-
-    kind: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _invalid(spec: object, reason: str = "") -> ConfigError:
-    forms = "; ".join(f"{f.form} (e.g. {' or '.join(f.examples)}): {f.meaning}" for f in SCHEDULER_FORMS.values())
-    return ConfigError(
-        f"scheduler: {spec!r} is not a valid schedule{f' ({reason})' if reason else ''}. Valid forms, "
-        f"first word case-insensitive: {forms.replace('`', '')}. In a Hydra sweep write multi-10_20-0.1 or "
-        "quote the comma: 'scheduler=\"multi-10,20-0.1\"'."
-    )
-
-
-def parse_scheduler(spec: str) -> SchedulerSpec:
-    """Parse the ``scheduler`` string; anything but a whole valid form raises :class:`ConfigError`."""
-    if isinstance(spec, str):
-        for kind, pattern in _PATTERNS.items():
-            if match := pattern.fullmatch(spec):
-                try:
-                    return SchedulerSpec(kind, SCHEDULER_FORMS[kind].read(*match.groups()))
-                except ValueError as error:
-                    raise _invalid(spec, str(error)) from None
-    raise _invalid(spec)
-
 
 # ------------------------------------------------------------------------------------- schedulers
 
