@@ -21,6 +21,7 @@ from digitcls.callbacks.freeze import FreezeBackbone
 from digitcls.callbacks.interrupt import InterruptCheckpoint
 from digitcls.callbacks.precise_bn import PreciseBatchNorm
 from digitcls.checkpoints import read_checkpoint
+from digitcls.choices import parse_scheduler
 from digitcls.cli import friendly_errors
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.prepare import ensure_prepared
@@ -30,7 +31,6 @@ from digitcls.inputs import check_checkpoint_classes, check_train_inputs
 from digitcls.loggers import LogConfig, build_loggers, closing_runs
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
-from digitcls.model.optim import parse_scheduler
 from digitcls.progress import progress_bar
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
 from digitcls.schema import arguments_for, validated

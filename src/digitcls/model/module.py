@@ -19,10 +19,10 @@ from torchmetrics.classification import (
 )
 
 from digitcls.checkpoints import read_checkpoint
-from digitcls.choices import parse_img_size
+from digitcls.choices import parse_img_size, parse_scheduler
 from digitcls.errors import CheckpointError, ConfigError, DigitclsError
 from digitcls.model.backbones import build_backbone, check_input_size, head_name, normalization_for
-from digitcls.model.optim import build_optimizer, build_scheduler, parse_scheduler
+from digitcls.model.optim import build_optimizer, build_scheduler
 
 # `average=` is always explicit: torchmetrics' defaults differ between wrappers (micro vs macro).
 METRICS = {
