@@ -214,7 +214,7 @@ def train_table() -> str:
 def recipe_names() -> list[str]:
     """The experiment files, the quick recipe first, then the main one, then the rest."""
     names = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
-    first = [name for name in ("mbv3_quick", "mbv3_fast", "mbv3") if name in names]
+    first = [name for name in ("mbv3_quick", "mbv3") if name in names]
     return first + [name for name in names if name not in first]
 
 

@@ -418,7 +418,7 @@ def test_each_rule_names_key_value_and_what_is_allowed(command: str, override: s
 
 
 def test_the_shipped_configs_pass_the_schema() -> None:
-    for command, overrides in (("train", []), ("train", ["experiment=mbv3_fast"]), ("evaluate", []),
+    for command, overrides in (("train", []), ("train", ["experiment=mbv3_quick"]), ("evaluate", []),
                                ("predict", []), ("export", [])):
         validated(compose_config(command, overrides), command)
 
