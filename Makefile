@@ -52,7 +52,7 @@ predict: | python-ready ## label every image under test_path into pre.csv (MODEL
 export: | python-ready ## export a checkpoint to ONNX and TorchScript (MODEL=...)
 	$(PYTHON) -m digitcls.export $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
 
-serve: | python-ready ## serve the model over HTTP + a drawing page at http://127.0.0.1:8000/ (MODEL=..., ARGS="port=8080")
+serve: | python-ready ## serve the model over HTTP + a drawing page at http://127.0.0.1:8000/; Ctrl-C stops (MODEL=..., ARGS="port=8080")
 	$(PYTHON) -m digitcls.serve $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
 
 summarize: | python-ready ## rebuild a sweep's summary.csv/.md and val-acc plot (SWEEP_DIR=multirun/<date>/<time>)

@@ -5,6 +5,11 @@ unless told otherwise. One server is started for the whole module (a model worke
 from __future__ import annotations
 
 import base64
+import json
+import re
+import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +24,7 @@ from digitcls.predict import label_folder  # noqa: E402
 from tests.helpers import Served, pixel_bomb, run_module, serving, varied_checkpoint  # noqa: E402
 
 MAX_REQUEST_BYTES = 300_000
+SERVING_DOC = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,7 @@ def test_serve_command_starts_local_only_and_says_so(served: Served) -> None:
     log = served.log.read_text()
     assert f"listening on {served.url}/ (this machine only)" in log
     assert "local only" in log and "host=0.0.0.0" in log
+    assert f"open {served.url}/ in a browser" in log and "Ctrl-C (or kill <pid>) stops the server" in log
     assert requests.get(f"{served.url}/health", timeout=10).text == "ok"
 
 
@@ -91,7 +98,12 @@ BAD_REQUESTS = {  # name: (request kwargs for requests.post, status, words the e
                            "preprocess: unknown value 'sharpen'; valid: none, mnist"),
     "wrong content type": ({"data": b"\x89PNG", "headers": {"content-type": "image/png"}}, 415,
                            "Content-Type image/png is not supported"),
-    "multipart without image": ({"files": {"photo": ("x.png", b"123")}}, 400, 'no file field "image"'),
+    "multipart without a file": ({"files": {"preprocess": (None, "mnist")}}, 400, "the multipart body has no file"),
+    "two files, none named image": ({"files": [("front", ("a.png", b"1")), ("back", ("b.png", b"2"))]}, 400,
+                                    'the multipart body has 2 files (fields "front", "back"); send one file, or '
+                                    'name only the one to read "image"'),
+    "two files named image": ({"files": [("image", ("a.png", b"1")), ("image", ("b.png", b"2"))]}, 400,
+                              'has 2 files (fields "image", "image")'),
 }
 
 
@@ -104,6 +116,45 @@ def test_bad_request_gets_a_4xx_naming_the_problem(served: Served, case: str) ->
     assert words in detail
     assert "Traceback" not in response.text and str(served.model_path.parent) not in response.text
     assert "/tmp" not in response.text and "site-packages" not in response.text
+
+
+def test_a_lone_file_is_read_under_any_field_name(served: Served, digit_pngs: Path) -> None:
+    """`curl -F file=@3.png`: one file part is the image whatever its field is called; among several files,
+    the one in field "image" is read (two images the test model labels differently tell which was)."""
+    predictions, _ = label_folder(load_predictor(served.model_path), digit_pngs)
+    first, second = (predictions.drop_duplicates("label").image_id[:2])
+    images = {name: (digit_pngs / name).read_bytes() for name in (first, second)}
+    label = {name: post_file(served.url, data).json()["label"] for name, data in images.items()}
+    assert label[first] != label[second] and label[first] == predictions.set_index("image_id").label[first]
+    for field in ("file", "photo", "upload"):
+        answer = requests.post(f"{served.url}/predict", files={field: (first, images[first])}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["label"] == label[first], answer.text
+    for chosen, other in ((first, second), (second, first)):
+        files = [("other", (other, images[other])), ("image", (chosen, images[chosen]))]
+        answer = requests.post(f"{served.url}/predict", files=files, timeout=60)
+        assert answer.status_code == 200 and answer.json()["label"] == label[chosen], answer.text
+
+
+def documented_commands(doc: Path) -> list[str]:
+    """The command lines of a markdown file's ```bash blocks."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", doc.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_the_documented_curl_command_works(served: Served, digit_pngs: Path, tmp_path: Path) -> None:
+    """docs/serving.md's curl line, run as written in a folder holding a generated 3.png; only the port is the
+    test server's."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    (command,) = [line for line in documented_commands(SERVING_DOC) if line.startswith("curl ")]
+    assert command == "curl -F file=@3.png http://127.0.0.1:8000/predict"
+    (tmp_path / "3.png").write_bytes((digit_pngs / "1.png").read_bytes())  # digit_pngs draws 0, 3, 5, 7, 9
+    argv = shlex.split(command.replace("http://127.0.0.1:8000", served.url))
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
+    answer = json.loads(done.stdout)
+    expected = post_file(served.url, (tmp_path / "3.png").read_bytes()).json()
+    assert sorted(answer) == ["confidence", "label", "probabilities", "top3"] and answer["label"] == expected["label"]
+    assert answer["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
 
 
 def test_good_requests_batched_with_bad_ones_still_succeed(served: Served, digit_pngs: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import litserve as ls
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from digitcls.inference import Predictor, load_predictor
 from digitcls.serve.gate import decode_input
+from digitcls.serve.stopping import exit_with_parent
 
 TOP_K = 3
 
@@ -25,10 +27,13 @@ class DigitAPI(ls.LitAPI):
         self.model_path = model_path
         self.img_size = img_size
         self.predictor: Predictor | None = None
+        self.server_pid = os.getpid()
 
     def setup(self, device: str) -> None:
         # Ctrl-C reaches every process of the terminal's group; the main process stops the workers itself
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.getpid() != self.server_pid:  # in a worker process, started by the server's main process
+            exit_with_parent(self.server_pid)
         torch.set_grad_enabled(False)
         self.predictor = load_predictor(self.model_path)
 

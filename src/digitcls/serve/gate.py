@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,9 +31,10 @@ from digitcls.preprocess import PREPROCESSORS
 log = logging.getLogger(__name__)
 
 USAGE = (
-    'send one image as multipart/form-data field "image" (optional field "preprocess": none|mnist), '
-    'or JSON {"image": "<base64>", "preprocess": "none|mnist"}'
+    'send one image as a multipart/form-data file (any field name; "image" picks it among several files; '
+    'optional field "preprocess": none|mnist), or JSON {"image": "<base64>", "preprocess": "none|mnist"}'
 )
+MAX_FILE_PARTS = 8  # more files in one multipart body are refused while parsing it
 
 
 class RequestError(Exception):
@@ -107,18 +108,30 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 
 async def _parse_multipart(scope: Scope, body: bytes, receive: Receive) -> Upload:
     try:
-        form = await Request(scope, replaying(body, receive)).form(max_files=1, max_fields=4)
+        form = await Request(scope, replaying(body, receive)).form(max_files=MAX_FILE_PARTS, max_fields=4)
     except Exception as error:  # starlette reports a malformed or oversized form in its own exception types
         detail = getattr(error, "detail", error)
         raise RequestError(400, f"the multipart body could not be parsed ({detail}); {USAGE}.") from None
     try:
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise RequestError(400, f'the multipart body has no file field "image"; {USAGE}.')
+        upload = _the_file(form)
         preprocess = _checked_preprocess(form.get("preprocess", "none"))
         return Upload(await upload.read(), upload.filename or "the image", preprocess)
     finally:
         await form.close()
+
+
+def _the_file(form: FormData) -> UploadFile:
+    """The form's one file, whatever its field is called (``curl -F file=@3.png`` works); among several,
+    the one in field "image"."""
+    files = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
+    candidates = [value for name, value in files if name == "image"] or [value for _, value in files]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not files:
+        raise RequestError(400, f"the multipart body has no file; {USAGE}.")
+    fields = ", ".join(f'"{name}"' for name, _ in files)
+    choose = 'send one file, or name only the one to read "image"'
+    raise RequestError(400, f"the multipart body has {len(files)} files (fields {fields}); {choose}.")
 
 
 def _parse_json(body: bytes) -> Upload:

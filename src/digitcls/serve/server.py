@@ -19,6 +19,9 @@ from digitcls.serve.gate import Limits, PredictGate
 
 HOSTS = dict(zip(SERVE_HOSTS, ("this machine only", "every IPv4 interface", "every interface"), strict=True))
 PAGE = files("digitcls.serve") / "static" / "index.html"
+# how long a stopping server waits for requests in flight (uvicorn's timeout_graceful_shutdown), instead of
+# LitServe's 30 s: a request takes milliseconds, and a stop must leave the port free within seconds
+STOP_GRACE_S = 5
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -45,6 +48,7 @@ def build_server(cfg: DictConfig, model_path: Path, predictor: Predictor) -> ls.
         middlewares=[(PredictGate, {"img_size": predictor.img_size, "limits": limits})],
         model_metadata={"class_names": predictor.class_names, "img_size": list(predictor.img_size)},
     )
+    server.uvicorn_graceful_timeout = STOP_GRACE_S
     _replace_index_with_page(server)
     return server
 
@@ -73,5 +77,10 @@ def banner(cfg: DictConfig, model_path: Path) -> str:
     else:
         lines.append(f"WARNING: host={cfg.host} accepts connections from other machines; anyone who can reach this "
                      "port can use the model")
-    lines.append("draw a digit at / ; POST /predict ; GET /health ; Ctrl-C stops")
+    here = "[::1]" if cfg.host == "::" else "127.0.0.1"  # an address a browser on this machine can open
+    lines += [
+        f"open http://{here}:{cfg.port}/ in a browser to draw a digit, once GET /health answers ok (the model "
+        "worker starts in a few seconds); POST /predict takes an image",
+        "Ctrl-C (or kill <pid>) stops the server and every process it started",
+    ]
     return "\n".join(lines)
