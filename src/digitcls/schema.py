@@ -1,37 +1,42 @@
-"""The config schema: every key's type, range and cross-key rule, in one place, checked before any work.
+"""Every config key declared once: type, default, rule and one line of help, in one dataclass per command.
 
-* **Types** — one dataclass per command (:class:`TrainConfig`, :class:`EvaluateConfig`, :class:`PredictConfig`,
-  :class:`ExportConfig`, :class:`ServeConfig`); a key several commands share is declared once, in a base class
-  they inherit (``eval_path``, ``test_path`` and ``output`` are required by one command and may be null in
-  another, so each command declares its own). The YAML files under ``conf/`` hold the values and their
-  comments; the dataclasses declare what each key may hold. OmegaConf checks and converts the types
-  (``epochs=2.5`` is refused, ``learning_rate=1`` becomes ``1.0``) and refuses keys the command's dataclass does not declare.
-* **Ranges and choices** — :data:`RULES`, keyed by the key's name: a key shared by several commands
-  (``batch_size``, ``on_bad_image``, ...) has one rule everywhere.
+* **Declarations** — one :func:`setting` per key in :class:`TrainConfig`, :class:`EvaluateConfig`,
+  :class:`PredictConfig`, :class:`ExportConfig` or :class:`ServeConfig`; a key several commands share is declared
+  in a base class they inherit (:func:`redefault` gives one command another default, e.g. larger batches for
+  evaluation). OmegaConf checks and converts the types (``epochs=2.5`` is refused, ``learning_rate=1`` becomes
+  ``1.0``) and refuses keys the command does not declare; each key's :class:`Rule` checks its range or choices.
+* **Derived from them** — the keys of ``conf/<command>.yaml`` (values and comments) and the key table of
+  docs/configuration.md, both written by ``python -m digitcls.schema`` and checked by tests/unit/test_schema.py;
+  the defaults of ``DigitClassifier`` and ``DigitDataModule`` (:data:`TRAIN`), also checked there.
 * **Cross-key rules** — :data:`CROSS_RULES`.
 
-:func:`validated` applies all three and turns each violation into a :class:`~digitcls.errors.ConfigError`
-naming the key, the value and what is allowed (the entry points print it and exit with status 2).
-Constructors downstream trust these values. The schema is checked inside the task rather than through
-Hydra's defaults list, because Hydra reports composition errors itself (status 1, its own wording).
+:func:`validated` applies them all and turns each violation into a :class:`~digitcls.errors.ConfigError` naming
+the key, the value and what is allowed (the entry points print it and exit with status 2). Constructors downstream
+trust these values. The schema is checked inside the task rather than through Hydra's defaults list, because Hydra
+reports composition errors itself (status 1, its own wording).
 
-To add a config key: its value (and comment) in the YAML file, its type in the command's dataclass here,
-and, when not every value of that type is valid, one entry in :data:`RULES` (or :data:`CROSS_RULES`). A key
-named like an argument of ``DigitClassifier`` or ``DigitDataModule`` reaches it through :func:`arguments_for`
-(and the model's is saved in its checkpoints): adding the argument is the key's only other line.
+To add a config key: one :func:`setting` here, then ``python -m digitcls.schema``. A key named like an argument of
+``DigitClassifier`` or ``DigitDataModule`` reaches it through :func:`arguments_for` (and the model's is saved in its
+checkpoints): the argument, defaulting to ``TRAIN.<key>``, is the key's use.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from digitcls import atomic
 from digitcls.choices import (  # not from their owners: those import torch, and predict may run without it
     BAD_IMAGE_POLICIES,
     METRICS,
@@ -56,119 +61,7 @@ SERVE_REQUEST_TIMEOUT_S = 30.0
 SERVE_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-# --------------------------------------------------------------------------- types, one dataclass per command
-# Optional[...] (not `X | None`): OmegaConf reads these annotations at run time on Python 3.10.
-
-
-@dataclass
-class ModelFile:  # every command reads or writes a checkpoint
-    model_path: Optional[str] = MISSING  # noqa: UP045
-
-
-@dataclass
-class ImageReading(ModelFile):
-    max_image_pixels: int = MISSING
-
-
-@dataclass
-class Batches(ImageReading):
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-
-
-@dataclass
-class LabelledBatches(Batches):
-    on_bad_image: str = MISSING
-    output_dir: str = MISSING
-
-
-@dataclass
-class Seeded:
-    random_seed: int = MISSING
-
-
-@dataclass
-class TrainConfig(LabelledBatches, Seeded):
-    model_name: str = MISSING
-    class_number: int = MISSING
-    pretrained: Optional[str] = MISSING  # noqa: UP045
-    dropout: float = MISSING
-    bn_momentum: float = MISSING
-    precise_bn_batches: int = MISSING
-    output_stride: int = MISSING
-    channels_last: bool = MISSING
-    raw_dir: str = MISSING
-    train_path: str = MISSING
-    val_path: str = MISSING
-    test_path: Optional[str] = MISSING  # noqa: UP045
-    eval_path: Optional[str] = MISSING  # noqa: UP045
-    img_size: Any = MISSING  # an int or [height, width]: RULES["img_size"]
-    try_to_train_items: int = MISSING
-    data_cache: bool = MISSING
-    augment: Optional[dict[str, Any]] = MISSING  # noqa: UP045
-    optimizer: str = MISSING
-    learning_rate: float = MISSING
-    weight_decay: float = MISSING
-    scheduler: str = MISSING
-    warmup_epoch: int = MISSING
-    label_smooth: float = MISSING
-    class_weight: Optional[list[float]] = MISSING  # noqa: UP045
-    freeze_nonlinear_epoch: int = MISSING
-    epochs: int = MISSING
-    early_stop_patient: int = MISSING
-    gradient_clip_val: Optional[float] = MISSING  # noqa: UP045
-    ema_decay: Optional[float] = MISSING  # noqa: UP045
-    save_best_only: bool = MISSING
-    save_one_only: bool = MISSING
-    metrics: list[str] = MISSING
-    resume: bool = MISSING
-    ckpt_path: Optional[str] = MISSING  # noqa: UP045
-    deterministic: Any = MISSING  # true, false or "warn": Lightning's own check
-    trainer: dict[str, Any] = field(default_factory=dict)  # Lightning's Trainer checks its own arguments
-    logger: dict[str, Any] = field(default_factory=dict)  # the logger= group: each logger checks its own options
-
-
-@dataclass
-class EvaluateConfig(LabelledBatches):
-    eval_path: str = MISSING  # required here, optional (null) in training
-    worst_k: int = MISSING
-
-
-@dataclass
-class PredictConfig(Batches, Seeded):
-    test_path: str = MISSING  # required here, optional (null) in training
-    preprocess: str = MISSING
-    output: str = MISSING
-    errors_output: str = MISSING
-    grid_output: Optional[str] = MISSING  # noqa: UP045
-    grid_size: int = MISSING
-
-
-@dataclass
-class ExportConfig(ModelFile):
-    format: str = MISSING
-    output: Optional[str] = MISSING  # noqa: UP045
-    opset: int = MISSING
-
-
-@dataclass
-class ServeConfig(ImageReading):
-    host: str = MISSING
-    port: int = MISSING
-    workers: int = MISSING
-    max_batch_size: int = MISSING
-    batch_timeout: float = MISSING
-    max_request_bytes: int = MISSING
-    log_level: str = MISSING
-
-
-SCHEMAS: dict[str, type] = {
-    "train": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig,
-    "serve": ServeConfig,
-}
-
-
-# --------------------------------------------------------------------------- value rules, one per key name
+# --------------------------------------------------------------------------- rules
 
 
 @dataclass(frozen=True)
@@ -225,56 +118,211 @@ def _delegated(check: Callable[[Any], object]) -> Callable[[Any], bool]:
     return ok
 
 
-RULES: dict[str, Rule] = {
-    "model_name": Rule(MODEL_NAMES_ALLOWED, _delegated(check_model_name), "mobilenetv3_small"),
-    "class_number": Rule("a whole number >= 2 (the number of class folders in train_path)", _at_least(2), "10"),
-    "dropout": Rule("a number in [0, 1)", _in(0, 1, high_open=True), "0.2"),
-    "bn_momentum": Rule("a number in (0, 1]", _in(0, 1, low_open=True), "0.1"),
-    "precise_bn_batches": Rule("a whole number >= 0 (0 = off)", _at_least(0), "32"),
-    "output_stride": Rule(f"one of {', '.join(map(str, OUTPUT_STRIDES))} (32 = torchvision's MobileNetV3 unchanged; "
-                          "16 or 8 keep more resolution for small inputs)", _one_of(OUTPUT_STRIDES), "16"),
-    "img_size": Rule(f"a whole number >= {MIN_IMG_SIZE} or [height, width] of such numbers (MobileNetV3 "
-                     "downsamples 32x)", _img_size_ok, "32"),
-    "try_to_train_items": Rule("a whole number >= 0 (0 = all)", _at_least(0), "1000"),
-    "batch_size": Rule("a positive whole number", _at_least(1), "128"),
-    "num_workers": Rule("a whole number >= 0", _at_least(0), "2"),
-    "max_image_pixels": Rule("a positive whole number (the largest width x height decoded)", _at_least(1),
-                             "40000000"),
-    "on_bad_image": Rule(" or ".join(BAD_IMAGE_POLICIES), _one_of(BAD_IMAGE_POLICIES), "skip"),
-    "augment": Rule("degrees / translate / scale / shear ranges", _delegated(parse_augment), "{degrees:10}"),
-    "random_seed": Rule("a whole number in [0, 2**32)", _in(0, 2**32 - 1), "42"),
-    "optimizer": Rule(f"one of {', '.join(OPTIMIZER_NAMES)} (case-insensitive)",
-                      _one_of(OPTIMIZER_NAMES, fold_case=True), "AdamW"),
-    "learning_rate": Rule("a positive number", _positive, "0.002"),
-    "weight_decay": Rule("a number >= 0 (0 = off)", _in(0, math.inf, high_open=True), "0.0001"),
-    "scheduler": Rule("a schedule", _delegated(parse_scheduler), "default-0.1-3"),
-    "warmup_epoch": Rule("a whole number >= 0", _at_least(0), "1"),
-    "label_smooth": Rule("a number in [0, 1) (0 = plain cross-entropy)", _in(0, 1, high_open=True), "0.1"),
-    "class_weight": Rule("null or a list of class_number finite numbers >= 0, not all 0", _class_weight_ok,
-                         "[1,1,1,1,1,1,1,1,1,2]"),
-    "freeze_nonlinear_epoch": Rule("a whole number >= 0 (0 = never freeze)", _at_least(0), "2"),
-    "epochs": Rule("a positive whole number", _at_least(1), "10"),
-    "early_stop_patient": Rule("a whole number >= 0 (0 = never stop early)", _at_least(0), "5"),
-    "gradient_clip_val": Rule("null or a number >= 0 (0 or null = no clipping)",
-                              lambda v: v is None or _in(0, math.inf, high_open=True)(v), "1.0"),
-    "ema_decay": Rule("null or a number in (0, 1)", lambda v: v is None or _in(0, 1, True, True)(v), "0.999"),
-    "metrics": Rule(f"a list of {', '.join(METRICS)}", lambda names: all(n in METRICS for n in names),
-                    "[acc,f1]"),
-    "worst_k": Rule("a whole number >= 0", _at_least(0), "32"),
-    "preprocess": Rule(" or ".join(PREPROCESSORS), _one_of(list(PREPROCESSORS)), "mnist"),
-    "grid_size": Rule("a whole number >= 0 (0 = no picture)", _at_least(0), "32"),
-    "format": Rule(" or ".join(EXPORT_FORMATS), _one_of(EXPORT_FORMATS), "onnx"),
-    "host": Rule("127.0.0.1 (this machine only), or 0.0.0.0 / :: to accept connections from other machines",
-                 _one_of(SERVE_HOSTS), "127.0.0.1"),
-    "port": Rule("a whole number from 1024 to 65535", _in(1024, 65535), "8000"),
-    "workers": Rule("a positive whole number", _at_least(1), "1"),
-    "max_batch_size": Rule(f"a whole number from 1 (no batching) to {MAX_SERVE_BATCH}", _in(1, MAX_SERVE_BATCH), "16"),
-    "batch_timeout": Rule(f"seconds from 0 to under {SERVE_REQUEST_TIMEOUT_S:g}",
-                          _in(0, SERVE_REQUEST_TIMEOUT_S, high_open=True), "0.005"),
-    "max_request_bytes": Rule("a positive whole number", _at_least(1), "10000000"),
-    "log_level": Rule(" or ".join(SERVE_LOG_LEVELS), _one_of(SERVE_LOG_LEVELS), "warning"),
-    "opset": Rule("an ONNX opset number >= 7", _at_least(7), "18"),
+def setting(default: Any, help: str, rule: Rule | None = None) -> Any:
+    """One config key's declaration: its default, one line of help (the comment in ``conf/<command>.yaml`` and the
+    text of docs/configuration.md) and, when not every value of its type is valid, its rule."""
+    metadata = {"help": help, "rule": rule}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def redefault(schema: type, name: str, default: Any) -> Any:
+    """The setting ``name`` declared in ``schema``, with another default for one command."""
+    spec = next(spec for spec in fields(schema) if spec.name == name)
+    return setting(default, spec.metadata["help"], spec.metadata["rule"])
+
+
+def group(choice: str, help: str) -> Any:
+    """A config group (``trainer=``, ``logger=``): its files under conf/ hold the values and check their own."""
+    return field(default_factory=dict, metadata={"help": help, "rule": None, "group": choice})
+
+
+RUN_FOLDER = "${hydra:runtime.output_dir}"
+NEWEST_BEST = "null = the newest training run's best checkpoint"
+
+
+# --------------------------------------------------------------------------- one dataclass per command
+# Optional[...] (not `X | None`): OmegaConf reads these annotations at run time on Python 3.10.
+
+
+@dataclass
+class ModelFile:  # every command reads or writes a checkpoint
+    model_path: Optional[str] = setting(  # noqa: UP045
+        None, f"a .ckpt (evaluate, predict, serve: or an .onnx export); {NEWEST_BEST} (train: the checkpoint to "
+        "test after training, null = this run's best)")
+
+
+@dataclass
+class ImageReading(ModelFile):
+    # 40 megapixels: far above any digit photo, and a decoded image stays around 120 MB (a 1 KB PNG can
+    # declare 50,000 x 50,000 pixels: 7.5 GB decoded, or an OpenCV assertion above its own 1 Gpixel limit)
+    max_image_pixels: int = setting(
+        40_000_000, "an image whose header declares more pixels (width x height) is not decoded: a bad image, or "
+        "413 in serve", Rule("a positive whole number", _at_least(1), "40000000"))
+
+
+@dataclass
+class Batches(ImageReading):
+    batch_size: int = setting(128, "images per batch, per process", Rule("a positive whole number", _at_least(1), "128"))
+    num_workers: int = setting(2, "DataLoader worker processes (folder reading only); in predict, threads decoding "
+                               "images ahead of the model", Rule("a whole number >= 0", _at_least(0), "2"))
+
+
+@dataclass
+class LabelledBatches(Batches):
+    on_bad_image: str = setting("skip", "a corrupt or empty image: skip it with one warning naming it, or error",
+                                Rule(" or ".join(BAD_IMAGE_POLICIES), _one_of(BAD_IMAGE_POLICIES), "skip"))
+    output_dir: str = setting(RUN_FOLDER, "where the run writes its files (Hydra's run folder)")
+
+
+@dataclass
+class Seeded:
+    random_seed: int = setting(42, "seeds Python, NumPy, torch and the workers (0 is a valid seed)",
+                               Rule("a whole number in [0, 2**32)", _in(0, 2**32 - 1), "42"))
+
+
+@dataclass
+class TrainConfig(LabelledBatches, Seeded):
+    model_name: str = setting(
+        "mobilenetv3", "mobilenetv3 (large) or mobilenetv3_small; shufflenetv2, adv-efficientnet-b2, "
+        "se_resnext50_32x4d, xception or timm/<name> (see Other backbones)",
+        Rule(MODEL_NAMES_ALLOWED, _delegated(check_model_name), "mobilenetv3_small"))
+    class_number: int = setting(10, "number of classes: must equal the number of class folders in train_path",
+                                Rule("a whole number >= 2 (the number of class folders in train_path)", _at_least(2),
+                                     "10"))
+    pretrained: Optional[str] = setting(  # noqa: UP045
+        None, "a local weights file (state dict or Lightning checkpoint); never downloads")
+    dropout: float = setting(0.2, "dropout before the last linear layer",
+                             Rule("a number in [0, 1)", _in(0, 1, high_open=True), "0.2"))
+    bn_momentum: float = setting(0.1, "BatchNorm momentum; torchvision's 0.01 makes short runs' eval accuracy collapse",
+                                 Rule("a number in (0, 1]", _in(0, 1, low_open=True), "0.1"))
+    precise_bn_batches: int = setting(
+        32, "before each validation, recompute the BatchNorm statistics on this many training batches; 0 = off",
+        Rule("a whole number >= 0 (0 = off)", _at_least(0), "32"))
+    output_stride: int = setting(
+        32, "MobileNetV3's downsampling: 32 = torchvision's network; 16 or 8 keep more resolution for 28-32 px digits",
+        Rule(f"one of {', '.join(map(str, OUTPUT_STRIDES))} (32 = torchvision's MobileNetV3 unchanged; 16 or 8 keep "
+             "more resolution for small inputs)", _one_of(OUTPUT_STRIDES), "16"))
+    channels_last: bool = setting(True, "NHWC memory format: about 2x faster on CPU for MobileNetV3")
+    raw_dir: str = setting("data/raw", "where the MNIST IDX files are looked for (raw_dir/MNIST/raw/ or raw_dir/)")
+    train_path: str = setting("data/train", "training images, one sub-folder per class")
+    val_path: str = setting("data/val", "validation images, one sub-folder per class")
+    test_path: Optional[str] = setting(  # noqa: UP045
+        "data/test", "train: labelled images to test the best checkpoint on (null = no test); predict: every image "
+        "below it, at any depth, is labelled")
+    img_size: Any = setting(32, "input size: an int or [height, width]", Rule(
+        f"a whole number >= {MIN_IMG_SIZE} or [height, width] of such numbers (MobileNetV3 downsamples 32x)",
+        _img_size_ok, "32"))
+    try_to_train_items: int = setting(0, "0 = all training images, else a seeded random subset of that many",
+                                      Rule("a whole number >= 0 (0 = all)", _at_least(0), "1000"))
+    data_cache: bool = setting(False, "decode each split once into a uint8 tensor cached in data/.cache/ (read per batch, "
+                               "with a warning, when it would take more than half the free memory)")
+    augment: Optional[dict[str, Any]] = setting(  # noqa: UP045
+        {"degrees": 10.0, "translate": 0.1, "scale": [0.9, 1.1], "shear": 0.0},
+        "random affine on training batches only; null = off",
+        Rule("degrees / translate / scale / shear ranges", _delegated(parse_augment), "{degrees:10}"))
+    optimizer: str = setting("AdamW", "Adam, AdamW, SGD (Nesterov, momentum 0.9), AdaBelief or Ranger",
+                             Rule(f"one of {', '.join(OPTIMIZER_NAMES)} (case-insensitive)",
+                                  _one_of(OPTIMIZER_NAMES, fold_case=True), "AdamW"))
+    learning_rate: float = setting(0.002, "peak learning rate", Rule("a positive number", _positive, "0.002"))
+    weight_decay: float = setting(0.0001, "weight decay; 0 = off",
+                                  Rule("a number >= 0 (0 = off)", _in(0, math.inf, high_open=True), "0.0001"))
+    scheduler: str = setting("default-0.1-3", "default-F-P, step-S-G, SGDR-T0-TMULT, multi-M1,M2-G, cosine, onecycle "
+                             "or none (see the scheduler grammar)",
+                             Rule("a schedule", _delegated(parse_scheduler), "default-0.1-3"))
+    warmup_epoch: int = setting(0, "warm-up epochs: the lr ramps every batch from learning_rate/10 to learning_rate",
+                                Rule("a whole number >= 0", _at_least(0), "1"))
+    label_smooth: float = setting(0.1, "label smoothing of the cross-entropy; 0 = plain cross-entropy",
+                                  Rule("a number in [0, 1) (0 = plain cross-entropy)", _in(0, 1, high_open=True), "0.1"))
+    class_weight: Optional[list[float]] = setting(  # noqa: UP045
+        None, "a list of class_number loss weights, or null",
+        Rule("null or a list of class_number finite numbers >= 0, not all 0", _class_weight_ok, "[1,1,1,1,1,1,1,1,1,2]"))
+    freeze_nonlinear_epoch: int = setting(0, "train only the head for this many epochs first, then everything",
+                                          Rule("a whole number >= 0 (0 = never freeze)", _at_least(0), "2"))
+    epochs: int = setting(10, "maximum epochs", Rule("a positive whole number", _at_least(1), "10"))
+    early_stop_patient: int = setting(5, "stop after this many epochs without a better val accuracy; 0 = never; not used "
+                                      "with onecycle or cosine, which end where their schedule has annealed",
+                                      Rule("a whole number >= 0 (0 = never stop early)", _at_least(0), "5"))
+    gradient_clip_val: Optional[float] = setting(  # noqa: UP045
+        None, "clip the gradient norm (Lightning, after backward); null or 0 = no clipping",
+        Rule("null or a number >= 0 (0 or null = no clipping)", lambda v: _in(0, math.inf, high_open=True)(v), "1.0"))
+    ema_decay: Optional[float] = setting(  # noqa: UP045
+        None, "e.g. 0.999: validate and save an exponential moving average of the weights",
+        Rule("null or a number in (0, 1)", _in(0, 1, True, True), "0.999"))
+    save_best_only: bool = setting(True, "true: save a checkpoint when val accuracy improves; false: every epoch")
+    save_one_only: bool = setting(True, "true: keep a single file, the best, never replaced by a worse one")
+    metrics: list[str] = setting(["acc", "f1"], "logged per stage: acc (micro), f1, precision, recall (macro)",
+                                 Rule(f"a list of {', '.join(METRICS)}", lambda names: all(n in METRICS for n in names),
+                                      "[acc,f1]"))
+    resume: bool = setting(False, "true: continue from this run folder's last.ckpt, else the newest under outputs/")
+    ckpt_path: Optional[str] = setting(None, "continue from this checkpoint")  # noqa: UP045
+    deterministic: Any = setting(False, "passed to the Trainer: true, false or warn")
+    trainer: dict[str, Any] = group("default", "Lightning Trainer arguments (conf/trainer/): accelerator, devices, "
+                                    "strategy, num_nodes, precision (null: 32-true on CPU, bf16-mixed on GPUs that "
+                                    "have it, else 16-mixed), ...; each checked by Lightning")
+    logger: dict[str, Any] = group("csv", "csv, tensorboard, mlflow, wandb, or several: logger=[csv,mlflow]; "
+                                   "the CSV logger is always written")
+
+
+@dataclass
+class EvaluateConfig(LabelledBatches):
+    batch_size: int = redefault(Batches, "batch_size", 256)
+    eval_path: str = setting("data/test", "labelled folders that evaluate scores: <eval_path>/<class name>/<image>")
+    worst_k: int = setting(32, "how many of the most confident mistakes to show",
+                           Rule("a whole number >= 0", _at_least(0), "32"))
+
+
+@dataclass
+class PredictConfig(Batches, Seeded):
+    batch_size: int = redefault(Batches, "batch_size", 256)
+    random_seed: int = redefault(Seeded, "random_seed", 0)
+    test_path: str = redefault(TrainConfig, "test_path", "data/test")
+    preprocess: str = setting("none", "none, or mnist for photos/scans of digits: invert, crop, fit 20x20, centre",
+                              Rule(" or ".join(PREPROCESSORS), _one_of(list(PREPROCESSORS)), "mnist"))
+    output: str = setting("pre.csv", "image_id (path relative to test_path), label (class name), confidence")
+    errors_output: str = setting("pre_errors.csv", "unreadable images: path, reason (only written when there are some)")
+    grid_output: Optional[str] = setting(  # noqa: UP045
+        "predictions.png", "a seeded random sample with predicted labels, wrong ones in red; null = none")
+    grid_size: int = setting(32, "images in that picture; 0 = no picture",
+                             Rule("a whole number >= 0 (0 = no picture)", _at_least(0), "32"))
+
+
+@dataclass
+class ExportConfig(ModelFile):
+    format: str = setting("onnx", "onnx, torchscript or all",
+                          Rule(" or ".join(EXPORT_FORMATS), _one_of(EXPORT_FORMATS), "onnx"))
+    output: Optional[str] = setting(  # noqa: UP045
+        None, "file stem of the export; null = next to the checkpoint, same name (.onnx / .pt)")
+    opset: int = setting(18, "ONNX opset", Rule("an ONNX opset number >= 7", _at_least(7), "18"))
+
+
+@dataclass
+class ServeConfig(ImageReading):
+    host: str = setting("127.0.0.1", "127.0.0.1: this machine only; 0.0.0.0 or :: listen on every interface",
+                        Rule("127.0.0.1 (this machine only), or 0.0.0.0 / :: to accept connections from other "
+                             "machines", _one_of(SERVE_HOSTS), "127.0.0.1"))
+    port: int = setting(8000, "the HTTP port; one already in use is an error naming it",
+                        Rule("a whole number from 1024 to 65535", _in(1024, 65535), "8000"))
+    workers: int = setting(1, "model worker processes (LitServe workers_per_device, on CPU)",
+                           Rule("a positive whole number", _at_least(1), "1"))
+    max_batch_size: int = setting(16, "requests run together in one forward pass; 1 = no batching",
+                                  Rule(f"a whole number from 1 (no batching) to {MAX_SERVE_BATCH}",
+                                       _in(1, MAX_SERVE_BATCH), "16"))
+    batch_timeout: float = setting(0.005, "seconds a worker waits for a batch to fill",
+                                   Rule(f"seconds from 0 to under {SERVE_REQUEST_TIMEOUT_S:g}",
+                                        _in(0, SERVE_REQUEST_TIMEOUT_S, high_open=True), "0.005"))
+    max_request_bytes: int = setting(10_000_000, "a larger request body is refused (413) before it is read",
+                                     Rule("a positive whole number", _at_least(1), "10000000"))
+    log_level: str = setting("info", "uvicorn/LitServe log level: warning hides the per-request access lines",
+                             Rule(" or ".join(SERVE_LOG_LEVELS), _one_of(SERVE_LOG_LEVELS), "warning"))
+
+
+SCHEMAS: dict[str, type] = {
+    "train": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig,
+    "serve": ServeConfig,
 }
+TRAIN = TrainConfig()  # the declared defaults, for constructors that take the same keys (DigitClassifier, ...)
 
 
 # --------------------------------------------------------------------------- cross-key rules
@@ -322,7 +370,7 @@ def validated(cfg: DictConfig, command: str) -> DictConfig:
     if missing:
         raise ConfigError(f"{missing[0]}: has no value; set it, e.g. {missing[0]}=<value> (in conf/{command}.yaml).")
     for spec in fields(schema):
-        rule = RULES.get(spec.name)
+        rule = spec.metadata.get("rule")
         if rule is None:
             continue
         value = _plain(OmegaConf.select(typed, spec.name, throw_on_missing=True))
@@ -357,16 +405,16 @@ def _optional(annotation: str) -> bool:
 def _type_error(error: OmegaConfBaseException, cfg: DictConfig, schema: type, command: str) -> ConfigError:
     key = str(error.full_key or "")
     top = key.split(".")[0].split("[")[0]
-    declared = {spec.name: spec.type for spec in fields(schema)}
+    declared = {spec.name: spec for spec in fields(schema)}
     if top not in declared:
         return ConfigError(
             f"{key}: not a key of `digitcls.{command}` (a typo?). Valid keys: {', '.join(declared)}. New keys "
             "are declared in src/digitcls/schema.py."
         )
     value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-    rule = RULES.get(top)
+    rule = declared[top].metadata.get("rule")
     allowed = f"; allowed: {rule.allowed}; e.g. {top}={rule.example}" if rule else ""
-    return ConfigError(f"{key}: got {_plain(value)!r}, which is not {_type_words(declared[top])}{allowed}.")
+    return ConfigError(f"{key}: got {_plain(value)!r}, which is not {_type_words(declared[top].type)}{allowed}.")
 
 
 def _type_words(annotation: str) -> str:
@@ -380,3 +428,89 @@ def _type_words(annotation: str) -> str:
     else:
         described = words.get(base, "a value")
     return f"{described} or null" if annotation.startswith("Optional[") else described
+
+
+# --------------------------------------------------------------------------- what is derived from the declarations
+
+CONF = Path(__file__).parent / "conf"
+DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
+YAML_MARKERS = ("# --- keys: written by `python -m digitcls.schema` from src/digitcls/schema.py; edit them there ---",
+                "# --- end of keys ---")
+TABLE_MARKERS = ("<!-- table:config-keys -->", "<!-- /table:config-keys -->")
+
+
+def default_of(spec: Any) -> Any:
+    return spec.default if spec.default_factory is dataclasses.MISSING else spec.default_factory()
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).removesuffix("\n...\n").strip()
+
+
+def declared(command: str) -> list[Any]:
+    """The command's keys, its own first (in declaration order), then those it shares with other commands."""
+    schema = SCHEMAS[command]
+    return sorted(fields(schema), key=lambda spec: spec.name not in schema.__annotations__)
+
+
+def yaml_keys(command: str) -> str:
+    """The keys of conf/<command>.yaml: each declared default, commented with its help."""
+    lines = []
+    for spec in declared(command):
+        if "group" not in spec.metadata:  # groups come from the defaults list
+            lines.append(f"{f'{spec.name}: {_yaml(default_of(spec))}':<32} # {spec.metadata['help']}")
+    return "\n".join(lines)
+
+
+def key_table() -> str:
+    """docs/configuration.md's table: one row per declaration, the commands that take it, the recipes' values."""
+    recipes = {path.stem: OmegaConf.load(path) for path in sorted((CONF / "experiment").glob("*.yaml"))}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for command in SCHEMAS:
+        for spec in declared(command):
+            rows.setdefault((spec.name, spec.metadata["help"]), {})[command] = spec
+    lines = ["| key | commands | default | allowed | what it does |", "|---|---|---|---|---|"]
+    for (name, help_text), specs in rows.items():
+        spec = next(iter(specs.values()))
+        if "group" in spec.metadata:
+            defaults = f"`{name}={spec.metadata['group']}`"
+        else:
+            by_value: dict[str, list[str]] = {}
+            for command, each in specs.items():
+                by_value.setdefault(f"`{_yaml(default_of(each))}`", []).append(command)
+            defaults = by_value.popitem()[0] if len(by_value) == 1 else "; ".join(
+                f"{value} ({', '.join(commands)})" for value, commands in by_value.items())
+            in_recipes = [f"*{recipe}*: `{_yaml(OmegaConf.to_container(cfg)[name])}`" for recipe, cfg in recipes.items()
+                          if "train" in specs and cfg.get(name, default_of(specs["train"])) != default_of(specs["train"])]
+            defaults += f" ({'; '.join(in_recipes)})" if in_recipes else ""
+        rule = spec.metadata["rule"]
+        allowed = rule.allowed if rule else _type_words(str(spec.type))
+        cells = [f"`{name}`", ", ".join(specs), defaults, allowed, help_text]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def between(text: str, markers: tuple[str, str], content: str) -> str:
+    """``text`` with what lies between the two marker lines replaced by ``content``."""
+    head, found, rest = text.partition(markers[0] + "\n")
+    _, end, tail = rest.partition(markers[1])
+    if not (found and end):
+        raise ValueError(f"markers {markers} not found")
+    return f"{head}{markers[0]}\n{content}\n{markers[1]}{tail}"
+
+
+def generated() -> dict[Path, str]:
+    """Each derived file and the text it should hold."""
+    files = {path: path.read_text() for path in [*(CONF / f"{c}.yaml" for c in SCHEMAS), DOCS]}
+    for command in SCHEMAS:
+        path = CONF / f"{command}.yaml"
+        files[path] = between(files[path], YAML_MARKERS, yaml_keys(command))
+    files[DOCS] = between(files[DOCS], TABLE_MARKERS, key_table())
+    return files
+
+
+if __name__ == "__main__":  # python -m digitcls.schema: rewrite conf/*.yaml's keys and docs/configuration.md's table
+    for path, text in generated().items():
+        if path.read_text() != text:
+            atomic.write_text(path, text)
+            print(f"wrote {path}", file=sys.stderr)

@@ -27,6 +27,7 @@ from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, load_inputs, to_chw_t
 from digitcls.data.samplers import EpochBatches, EpochShuffle, ResumableLoader, Shard
 from digitcls.data.transforms import batch_augment, parse_augment
 from digitcls.errors import DataError
+from digitcls.schema import TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,15 @@ class DigitDataModule(L.LightningDataModule):
         val_path: str | Path | None,
         test_path: str | Path | None,
         img_size: Sequence[int],
-        batch_size: int = 128,
-        num_workers: int = 0,
-        try_to_train_items: int = 0,
-        random_seed: int = 42,
-        augment: Mapping[str, Any] | None = None,
-        on_bad_image: str = "skip",
-        data_cache: bool = False,
+        batch_size: int = TRAIN.batch_size,
+        num_workers: int = TRAIN.num_workers,
+        try_to_train_items: int = TRAIN.try_to_train_items,
+        random_seed: int = TRAIN.random_seed,
+        augment: Mapping[str, Any] | None = TRAIN.augment,
+        on_bad_image: str = TRAIN.on_bad_image,
+        data_cache: bool = TRAIN.data_cache,
         class_names: Sequence[str] | None = None,
-        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_image_pixels: int = TRAIN.max_image_pixels,
     ):
         super().__init__()
         # the config's values, saved in checkpoints (paths as strings: weights_only loading reads them back);

@@ -14,13 +14,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from digitcls.errors import BadImageError
+from digitcls.schema import TRAIN
 
 if TYPE_CHECKING:
     import torch
 
-# 40 megapixels: far above any digit photo, and a decoded image stays around 120 MB (a 1 KB PNG can
-# declare 50,000 x 50,000 pixels: 7.5 GB decoded, or an OpenCV assertion above its own 1 Gpixel limit)
-DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_MAX_IMAGE_PIXELS = TRAIN.max_image_pixels
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

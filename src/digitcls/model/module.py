@@ -23,6 +23,7 @@ from digitcls.choices import parse_img_size, parse_scheduler
 from digitcls.errors import CheckpointError, ConfigError, DigitclsError
 from digitcls.model.backbones import build_backbone, check_input_size, head_name, normalization_for
 from digitcls.model.optim import build_optimizer, build_scheduler
+from digitcls.schema import TRAIN
 
 # `average=` is always explicit: torchmetrics' defaults differ between wrappers (micro vs macro).
 METRICS = {
@@ -48,26 +49,27 @@ class DigitClassifier(L.LightningModule):
     so checkpoints and exported models need no outside preprocessing beyond resizing.
 
     Training builds it with :func:`~digitcls.schema.arguments_for`: each argument is the config key of the
-    same name (``class_names`` comes from the training folder), already checked by :mod:`digitcls.schema`."""
+    same name (``class_names`` comes from the training folder), already checked by :mod:`digitcls.schema`, and
+    defaults to that key's declared default, so a model built in Python is the one the CLI trains."""
 
     def __init__(
         self,
-        model_name: str = "mobilenetv3",
-        class_names: Sequence[str] = tuple(str(d) for d in range(10)),
-        dropout: float = 0.2,
-        bn_momentum: float = 0.1,
-        output_stride: int = 32,
-        img_size: Sequence[int] = (32, 32),
-        optimizer: str = "AdamW",
-        learning_rate: float = 2e-3,
-        weight_decay: float = 1e-4,
-        scheduler: str = "none",
-        warmup_epoch: int = 0,
-        label_smooth: float = 0.0,
-        class_weight: Sequence[float] | None = None,
-        epochs: int = 10,
-        metrics: Sequence[str] = ("acc", "f1"),
-        channels_last: bool = True,
+        model_name: str = TRAIN.model_name,
+        class_names: Sequence[str] = tuple(str(d) for d in range(TRAIN.class_number)),
+        dropout: float = TRAIN.dropout,
+        bn_momentum: float = TRAIN.bn_momentum,
+        output_stride: int = TRAIN.output_stride,
+        img_size: Sequence[int] = parse_img_size(TRAIN.img_size),
+        optimizer: str = TRAIN.optimizer,
+        learning_rate: float = TRAIN.learning_rate,
+        weight_decay: float = TRAIN.weight_decay,
+        scheduler: str = TRAIN.scheduler,
+        warmup_epoch: int = TRAIN.warmup_epoch,
+        label_smooth: float = TRAIN.label_smooth,
+        class_weight: Sequence[float] | None = TRAIN.class_weight,
+        epochs: int = TRAIN.epochs,
+        metrics: Sequence[str] = tuple(TRAIN.metrics),
+        channels_last: bool = TRAIN.channels_last,
     ) -> None:
         super().__init__()
         # every argument as given, and nothing else: checkpoints rebuild the model from exactly these
