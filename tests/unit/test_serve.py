@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -22,7 +25,7 @@ from digitcls.inference import load_predictor  # noqa: E402
 from digitcls.predict import label_folder  # noqa: E402
 from digitcls.schema import validated  # noqa: E402
 from digitcls.serve.server import check_port_free  # noqa: E402
-from tests.helpers import pixel_bomb, varied_checkpoint  # noqa: E402
+from tests.helpers import cli_env, pixel_bomb, varied_checkpoint  # noqa: E402
 
 
 def serve_cfg(overrides: list[str]):
@@ -43,6 +46,38 @@ def test_a_port_in_use_is_named() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port: {port} on 127.0.0.1 cannot be used"):
             check_port_free("127.0.0.1", port)
+
+
+STOPPING = textwrap.dedent("""
+    import ctypes, os, signal
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts a program
+    from digitcls.serve.stopping import stop_on_signals
+    received = stop_on_signals()
+    print("SIGHUP still ignored:", signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt on", received)
+    child = os.fork()
+    if child == 0:  # as LitServe's uvicorn process and manager start
+        death_signal = ctypes.c_int()
+        ctypes.CDLL(None).prctl(2, ctypes.byref(death_signal))  # PR_GET_PDEATHSIG
+        default = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        os._exit(0 if default and death_signal.value == signal.SIGTERM else 1)
+    print("forked child:", os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_stop_signals_take_the_ctrl_c_path_and_forked_children_exit_with_the_server() -> None:
+    """In a fresh process (the fork hooks stay for the process's life): SIGTERM raises KeyboardInterrupt, a
+    signal ignored at start stays ignored, and a forked child gets default handlers and a parent-death signal."""
+    done = subprocess.run([sys.executable, "-c", STOPPING], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == [
+        "SIGHUP still ignored: True",
+        "KeyboardInterrupt on ['SIGTERM']",
+        "forked child: 0",
+    ], done.stderr
 
 
 @pytest.mark.parametrize("extension", [".png", ".jpg", ".bmp"])
