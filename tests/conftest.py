@@ -7,6 +7,7 @@ Every fixture writes into its own tmp_path, so tests may modify what they get.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from tests.helpers import (
     draw_digits,
     png_bytes,
     save_checkpoint,
+    trained_checkpoint,
     write_idx_gz,
     write_tiny_folders,
 )
@@ -68,12 +70,30 @@ def tiny_folders(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def untrained_checkpoint(tmp_path: Path) -> Path:
-    """A digitcls checkpoint (mobilenetv3_small, 32 px, classes 0-9) with seeded random weights."""
+    """A digitcls checkpoint (mobilenetv3_small, 32 px, classes 0-9) with seeded random weights: it gives
+    every image the same answer, so it is for tests that need any checkpoint, never for comparing two
+    ways of running one (use ``trained``)."""
     from digitcls.model.module import DigitClassifier
 
     torch.manual_seed(0)
     model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=(32, 32))
     return save_checkpoint(model.eval(), tmp_path / "ckpt" / "mobilenetv3_small_e0_0.10000.ckpt")
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained once per test process; tests take ``trained`` (their own copy)."""
+    return trained_checkpoint(tmp_path_factory.mktemp("trained") / "mobilenetv3_small_e0_0.60000.ckpt")
+
+
+@pytest.fixture
+def trained(tmp_path: Path, trained_checkpoint_once: Path) -> Path:
+    """A checkpoint whose answers depend on the image (``helpers.trained_checkpoint``): what every test that
+    compares two ways of running a model needs. This test's own copy: it may write beside it (the ONNX cache)
+    or overwrite it."""
+    copy = tmp_path / "trained" / trained_checkpoint_once.name
+    copy.parent.mkdir()
+    return Path(shutil.copy2(trained_checkpoint_once, copy))
 
 
 @pytest.fixture(scope="module")

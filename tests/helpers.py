@@ -153,6 +153,80 @@ def varied_checkpoint(path: Path) -> Path:
     return save_checkpoint(model.eval(), path)
 
 
+def trained_checkpoint(path: Path, steps: int = 30, seed: int = 0) -> Path:
+    """mobilenetv3_small (32 px, classes 0-9) after ``steps`` AdamW steps on 200 generated digits (not the
+    ones ``tiny_folders`` holds): a few seconds on one core, and its answers depend on the image — well
+    above chance on ``tiny_folders``' test split, most digits named, a mirrored digit answered differently.
+
+    The images go through the dataset's own conversion (grey -> RGB, ``resize``, C x H x W), so a path
+    that prepares images otherwise for inference shows as a lower accuracy. The BatchNorm statistics are
+    recomputed at the end over the whole training set (30 steps are too few for the running averages)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: a second thread only waits, 20x slower on a busy machine
+    try:
+        return save_checkpoint(_train_a_few_steps(steps, seed), path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_a_few_steps(steps: int, seed: int) -> torch.nn.Module:
+    from digitcls.data.images import resize, to_chw_tensor
+    from digitcls.model.module import DigitClassifier
+
+    torch.manual_seed(seed)
+    labels = balanced_labels(20, seed=seed + 21)
+    grey = draw_digits(labels, seed=seed + 22)
+    images = torch.stack([to_chw_tensor(resize(cv2.cvtColor(g, cv2.COLOR_GRAY2RGB), (32, 32))) for g in grey])
+    targets = torch.from_numpy(labels).long()
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = torch.randperm(len(images))[:32]
+        loss = torch.nn.functional.cross_entropy(model(images[batch]), targets[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the pass below
+    with torch.no_grad():
+        model(images)
+    return model.eval()
+
+
+# Between onnxruntime, TorchScript and torch the same model and pixels differ by float32 rounding (~1e-6);
+# a preprocessing difference (a mirrored image, no /255, another resize) moves probabilities by > 0.01.
+PROBABILITY_TOLERANCE = 1e-4
+
+
+def reference_answers(checkpoint: Path, root: Path, image_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """(label, probability of that label) per image: torch on ``checkpoint``, each file read as the
+    training dataset reads it (``load_input``) — what predict, evaluate and the exports must match."""
+    from digitcls.data.images import load_input, to_chw_tensor
+    from digitcls.inference import load_predictor
+
+    predictor = load_predictor(checkpoint, backend="torch")
+    images = torch.stack([to_chw_tensor(load_input(root / image_id, predictor.img_size)) for image_id in image_ids])
+    probabilities = predictor.probabilities(images)
+    best, index = probabilities.max(dim=1)
+    return [predictor.class_names[i] for i in index.tolist()], best.numpy()
+
+
+def assert_same_answers(labels: list[str], confidences: np.ndarray, reference: tuple[list[str], np.ndarray],
+                        at_least_labels: int = 5) -> None:
+    """Image by image: the same label and the same confidence (within PROBABILITY_TOLERANCE) as
+    ``reference``, on answers that vary (at least ``at_least_labels`` distinct labels; a model that
+    ignores its input would agree with any preprocessing)."""
+    reference_labels, reference_confidences = reference
+    assert len(set(reference_labels)) >= at_least_labels, f"the model barely depends on the image: {reference_labels}"
+    differ = [n for n, (a, b) in enumerate(zip(labels, reference_labels, strict=True)) if a != b]
+    assert not differ, f"{len(differ)} of {len(labels)} labels differ, e.g. image {differ[0]}"
+    assert np.allclose(confidences, reference_confidences, atol=PROBABILITY_TOLERANCE, rtol=0), (
+        f"largest confidence difference {np.abs(np.asarray(confidences) - reference_confidences).max():.2g}")
+
+
 class _Payload:
     """Unpickling this runs ``exec(code)``: what a malicious checkpoint carries."""
 

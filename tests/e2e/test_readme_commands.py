@@ -155,6 +155,7 @@ def check_outputs(command: str, project: Path, output: str) -> None:
         assert Path(trained_checkpoint(project)).with_suffix(".onnx").is_file()
 
 
+@pytest.mark.timeout(900)  # about ten commands, each a fresh interpreter
 def test_readme_commands_run_in_order(project: Path) -> None:
     ran = []
     for command in readme_commands():

@@ -1,5 +1,6 @@
 """`python -m digitcls.train`, the README's command, in a real process on tiny generated data: it trains and
-names its checkpoints; a missing folder is a message, not a traceback."""
+names its checkpoints. (Bad input in a real process: test_bad_inputs.py; every case in process:
+tests/unit/test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
@@ -39,11 +40,3 @@ def test_readme_command_trains_and_names_checkpoints(project: Path) -> None:
     assert (run / "metrics.csv").is_file() and (run / ".hydra" / "config.yaml").is_file()
     hparams = torch.load(run / "checkpoints" / best[0], map_location="cpu", weights_only=False)["hyper_parameters"]
     assert hparams["class_names"] == summary["class_names"]
-
-
-def test_missing_train_path_is_a_message_not_a_traceback(tmp_path: Path) -> None:
-    result = run_train(["+experiment=mbv3", *FAST, "train_path=nowhere/train", "val_path=nowhere/val",
-                        "test_path=elsewhere/test", "hydra.run.dir=out"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert "train_path" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout

@@ -21,7 +21,8 @@ from tests.helpers import MNIST, MNIST_FILES, needs_real_mnist, run_ok
 ONE_EPOCH = ["try_to_train_items=10000", "epochs=1", "img_size=32", "optimizer=SGD", "learning_rate=0.1",
              "scheduler=onecycle", "batch_size=64", "augment=null", "trainer.enable_progress_bar=false"]
 
-pytestmark = [pytest.mark.integration, needs_real_mnist]
+# the module fixture (real MNIST, run once) counts towards the first test's time
+pytestmark = [pytest.mark.integration, needs_real_mnist, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

@@ -118,12 +118,9 @@ def test_conf_file_composes_validates_and_builds(
     check_conf_file(CONF, conf_file, tmp_path, monkeypatch)
 
 
-def test_sweeps_try_every_choice_and_both_ends_of_an_interval() -> None:
-    grid = compose_from(CONF, "train", ["+sweep=optim_grid"], with_hydra=True).hydra.sweeper.params
-    assert swept_values(grid) == [
-        "optimizer=Adam", "optimizer=AdamW", "optimizer=SGD", "optimizer=AdaBelief", "optimizer=Ranger",
-        "scheduler=default-0.1-3", "scheduler=step-5-0.5", "scheduler=SGDR-5-2", 'scheduler="multi-10,20-0.1"',
-    ]  # fmt: skip
+def test_swept_values_include_both_ends_of_an_interval() -> None:
+    """What the check above validates for a search space; the grid's choices are checked where they run
+    (tests/e2e/test_sweep.py::test_named_grid_runs_every_combination_without_dash_m)."""
     search = compose_from(CONF, "train", ["+sweep=optuna"], with_hydra=True).hydra.sweeper.params
     assert swept_values(search)[:2] == ["learning_rate=0.0001", "learning_rate=0.01"] and len(swept_values(search)) == 6
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_module
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -20,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from digitcls.callbacks.hydra_summary import SweepSummary
 from digitcls.errors import ConfigError
-from digitcls.model.optim import parse_scheduler
 from digitcls.reports.sweep import (
     COLUMNS,
     JOB_STATUS_FILE,
@@ -263,28 +261,10 @@ def compose_train(overrides: list[str]) -> DictConfig:
         )
 
 
-def sweep_values(key: str, value: str) -> list[str]:
-    """The value each job of a sweep over ``key=value`` receives, parsed from its job override as Hydra does."""
-    parser = OverridesParser.create()
-    (sweep,) = parser.parse_overrides([f"{key}={value}"])
-    return [parser.parse_override(f"{key}={item}").value() for item in sweep.sweep_string_iterator()]
-
-
 def test_callback_is_registered() -> None:
     cfg = compose_train([])
     assert isinstance(instantiate(cfg.hydra.callbacks.sweep_summary), SweepSummary)
     assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${hydra.job.num}"
-
-
-def test_optim_grid_is_the_full_grid_with_the_comma_kept() -> None:
-    cfg = compose_train(["+sweep=optim_grid"])
-    assert cfg.hydra.mode == RunMode.MULTIRUN
-    params = cfg.hydra.sweeper.params
-    assert sweep_values("optimizer", params.optimizer) == ["Adam", "AdamW", "SGD", "AdaBelief", "Ranger"]
-    schedulers = sweep_values("scheduler", params.scheduler)
-    assert schedulers == ["default-0.1-3", "step-5-0.5", "SGDR-5-2", "multi-10,20-0.1"]
-    for spec in schedulers:
-        parse_scheduler(spec)
 
 
 def test_joblib_launcher_config() -> None:

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from digitcls.callbacks.checkpoint import BestCheckpoint
 from digitcls.errors import DataError
 from digitcls.train import train
 from tests.helpers import TINY_TRAIN as FAST
@@ -66,41 +65,6 @@ def test_missing_data_error_type(tmp_path: Path) -> None:
     cfg = compose_train([*FAST, "train_path=a/train", "val_path=b/val", "test_path=c/test", f"output_dir={tmp_path}"])
     with pytest.raises(DataError, match="train_path"):
         train(cfg)
-
-
-class _Strategy:
-    @staticmethod
-    def reduce_boolean_decision(decision: bool) -> bool:
-        return decision
-
-
-class _Trainer:
-    strategy = _Strategy()
-
-
-@pytest.mark.parametrize(
-    ("best_only", "one_only", "scores", "expected_saves"),
-    [
-        (True, True, [0.5, 0.4, 0.6], [True, False, True]),  # one file, replaced only by a better one
-        (True, False, [0.5, 0.4, 0.6], [True, False, True]),  # a file per improvement, none deleted
-        (False, False, [0.5, 0.4, 0.6], [True, True, True]),  # every epoch
-    ],
-)
-def test_checkpoint_policy(tmp_path: Path, best_only: bool, one_only: bool, scores: list[float],
-                           expected_saves: list[bool]) -> None:
-    checkpoint = BestCheckpoint(tmp_path, "mobilenetv3", save_best_only=best_only, save_one_only=one_only)
-    saves = []
-    for score in scores:
-        current = torch.tensor(score)
-        save = checkpoint.check_monitor_top_k(_Trainer(), current)  # type: ignore[arg-type]
-        saves.append(save)
-        if save:  # what _update_best_and_save records
-            checkpoint.best_k_models[f"{score}.ckpt"] = current
-            checkpoint.kth_best_model_path = min(checkpoint.best_k_models, key=checkpoint.best_k_models.get)
-            if checkpoint.best_model_score is None or current > checkpoint.best_model_score:
-                checkpoint.best_model_score = current
-    assert saves == expected_saves
-    assert checkpoint.save_top_k == (1 if one_only else -1)
 
 
 @pytest.mark.parametrize(
