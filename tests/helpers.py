@@ -178,7 +178,7 @@ def _train_a_few_steps(steps: int, seed: int) -> torch.nn.Module:
     grey = draw_digits(labels, seed=seed + 22)
     images = torch.stack([to_chw_tensor(resize(cv2.cvtColor(g, cv2.COLOR_GRAY2RGB), (32, 32))) for g in grey])
     targets = torch.from_numpy(labels).long()
-    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=32)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(10)], img_size=(32, 32))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
