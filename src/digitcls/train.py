@@ -13,6 +13,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -90,20 +91,17 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
 
 def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) -> L.Trainer:
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-    plan = plan_for_this_machine(trainer_kwargs)
-    if plan.note:
-        log.warning(plan.note)
-    trainer_kwargs.update(
-        accelerator=plan.accelerator, devices=plan.devices, strategy=plan.strategy, precision=plan.precision
-    )
+    trainer_kwargs, note = plan_for_this_machine(trainer_kwargs)
+    if note:
+        log.warning(note)
     # the DataModule shards every split itself: val/test unpadded, training in a (seed, epoch) order
     trainer_kwargs["use_distributed_sampler"] = False
-    return L.Trainer(
-        **trainer_kwargs,
-        callbacks=callbacks,
-        logger=build_loggers(cfg, output_dir),
-        default_root_dir=output_dir,
-    )
+    try:
+        return L.Trainer(
+            **trainer_kwargs, callbacks=callbacks, logger=build_loggers(cfg, output_dir), default_root_dir=output_dir
+        )
+    except MisconfigurationException as error:  # Lightning checks the trainer keys: e.g. a GPU where none is
+        raise ConfigError(f"trainer: {error}") from None
 
 
 def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tuple[float | None, int]:
