@@ -49,7 +49,7 @@ evaluate: | python-ready ## metrics, confusion matrix and worst mistakes of a ch
 predict: | python-ready ## label every image under test_path into pre.csv (MODEL=... default: newest best)
 	$(PYTHON) -m digitcls.predict $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
 
-export: | python-ready ## export a checkpoint to ONNX and TorchScript (MODEL=...)
+export: | python-ready ## export a checkpoint to ONNX (MODEL=...; ARGS="format=torchscript" or "format=all" for TorchScript too)
 	$(PYTHON) -m digitcls.export $(if $(MODEL),model_path=$(MODEL)) $(ARGS)
 
 serve: | python-ready ## serve the model over HTTP + a drawing page at http://127.0.0.1:8000/; Ctrl-C stops (MODEL=..., ARGS="port=8080")
@@ -67,10 +67,10 @@ test-slow: | python-ready ## only the slow tests (DDP, long runs, large folders)
 test-all: | python-ready ## every test, slow included
 	$(PYTHON) -m pytest -m "slow or not slow"
 
-bench: | python-ready ## speed benchmarks -> bench/results/latest.json (ratios measured side by side)
+bench: | python-ready ## speed benchmarks -> bench/results/latest.json (ratios measured side by side; refuses on a busy machine)
 	$(PYTHON) bench/run_all.py
 
-bench-accuracy: | python-ready ## train both recipes on full MNIST over SEEDS=1,2,3 -> bench/results/accuracy.json
+bench-accuracy: | python-ready ## train the recipes on full MNIST over SEEDS=1,2,3 -> bench/results/accuracy.json (refuses on a busy machine)
 	$(PYTHON) bench/bench_accuracy.py --seeds $(SEEDS) $(ARGS)
 
 notebook: | python-ready ## execute notebooks/01_explore_mnist.ipynb headless -> outputs/notebooks/

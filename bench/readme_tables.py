@@ -429,12 +429,12 @@ def doc_files() -> list:
 
 
 def block(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.DOTALL)
+    return re.compile(rf"(<!-- table:{name} -->\n)(.*?)(<!-- /table:{name} -->)", re.DOTALL)
 
 
 def readme_table(text: str, name: str) -> str | None:
     found = block(name).search(text)
-    return found.group(0).split("\n", 1)[1].rsplit("\n", 1)[0].strip("\n") if found else None
+    return found.group(2).strip("\n") if found else None
 
 
 def stale_tables(text: str) -> list[str]:
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         text = texts[path]
         for name in names:
             text = block(name).sub(
-                lambda found, name=name: f"{found.group(1)}\n{render(name)}\n{found.group(2)}", text
+                lambda found, name=name: f"{found.group(1)}\n{render(name)}\n\n{found.group(3)}", text
             )
         write_atomic(path, text)
         print(f"{path.name}: rewrote {', '.join(names)}")

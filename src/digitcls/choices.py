@@ -204,12 +204,12 @@ class SchedulerForm:
 
     form: str
     examples: tuple[str, ...]
-    meaning: str  # Markdown, as in the README
+    meaning: str  # Markdown, as in docs/configuration.md
     pattern: str
     read: Callable[..., dict[str, Any]] = dict
 
 
-# kind -> form: the single description of the grammar (parser, error message, README table)
+# kind -> form: the single description of the grammar (parser, error message, docs/configuration.md's table)
 SCHEDULER_FORMS: dict[str, SchedulerForm] = {
     "default": SchedulerForm(
         "default-F-P", ("default-0.1-3",),
@@ -239,7 +239,7 @@ _PATTERNS = {kind: re.compile(form.pattern, re.IGNORECASE | re.ASCII) for kind, 
 
 
 def scheduler_table() -> str:
-    """The README's Markdown table of the grammar."""
+    """docs/configuration.md's Markdown table of the grammar."""
     rows = [
         f"| `{f.form}` | {' or '.join(f'`{example}`' for example in f.examples)} | {f.meaning} |"
         for f in SCHEDULER_FORMS.values()

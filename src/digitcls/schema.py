@@ -204,7 +204,7 @@ class TrainConfig(LabelledBatches, Seeded):
         32, "MobileNetV3's downsampling: 32 = torchvision's network; 16 or 8 keep more resolution for 28-32 px digits",
         Rule(f"one of {', '.join(map(str, OUTPUT_STRIDES))} (32 = torchvision's MobileNetV3 unchanged; 16 or 8 keep "
              "more resolution for small inputs)", _one_of(OUTPUT_STRIDES), "16"))
-    channels_last: bool = setting(True, "NHWC memory format: about 2x faster on CPU for MobileNetV3")
+    channels_last: bool = setting(True, "NHWC memory format: faster on CPU for MobileNetV3 (docs/benchmarks.md)")
     raw_dir: str = setting("data/raw", "where the MNIST IDX files are looked for (raw_dir/MNIST/raw/ or raw_dir/)")
     train_path: str = setting("data/train", "training images, one sub-folder per class")
     val_path: str = setting("data/val", "validation images, one sub-folder per class")

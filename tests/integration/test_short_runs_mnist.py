@@ -2,7 +2,7 @@
 
 Before precise BatchNorm this scored 12.6 % val and 12.4 % test, 56.8 % of val images given one digit,
 while training accuracy was 66 %: BatchNorm's running statistics lagged the weights. With the statistics
-recomputed before each validation the same weights score 77.4 % (README, "Short runs"). Skipped when
+recomputed before each validation the same weights score 77.4 % (docs/experiments.md, "Short runs"). Skipped when
 ../shared/data/mnist is absent.
 """
 

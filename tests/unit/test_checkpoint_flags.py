@@ -1,5 +1,5 @@
 """The four save_best_only x save_one_only combinations with a real Trainer: which checkpoint files are kept
-(README, "Config keys"). A tiny module reports a scripted val_acc per epoch, so the expected files are known."""
+(docs/configuration.md). A tiny module reports a scripted val_acc per epoch, so the expected files are known."""
 
 from __future__ import annotations
 

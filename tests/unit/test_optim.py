@@ -86,12 +86,12 @@ def test_parse_valid(text: str, kind: str, expected: dict) -> None:
     assert parse_scheduler(text) == SchedulerSpec(kind, expected)
 
 
-def test_readme_scheduler_table_is_the_generated_one() -> None:
-    """README.md shows the grammar table generated from SCHEDULER_FORMS (python -m digitcls.model.optim)."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    start = readme.index("| form | example | meaning |")
-    shown = readme[start:].split("\n\n", 1)[0]
-    assert shown == scheduler_table(), "README.md's scheduler table differs: paste `python -m digitcls.model.optim`"
+def test_docs_scheduler_table_is_the_generated_one() -> None:
+    """docs/configuration.md shows the grammar table generated from SCHEDULER_FORMS (python -m digitcls.model.optim)."""
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    start = page.index("| form | example | meaning |")
+    shown = page[start:].split("\n\n", 1)[0]
+    assert shown == scheduler_table(), "docs/configuration.md's table differs: paste `python -m digitcls.model.optim`"
 
 
 def test_step_gamma_is_a_float() -> None:  # the tutorial parsed it as an int: 0.5 -> 0

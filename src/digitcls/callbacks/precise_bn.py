@@ -58,7 +58,7 @@ class PreciseBatchNorm(Callback):
 
     * **Which batches**: the first ``batches`` of the datamodule's training loader (seeded: the same
       images every time), *without* augmentation, i.e. as validation sees images: on MNIST that scored
-      as well as or better than augmented batches (README, "Short runs").
+      as well as or better than augmented batches (docs/experiments.md, "Short runs").
     * **Which layers**: those that normalised training batches with batch statistics (training mode
       during the last training step); a BatchNorm kept in eval mode, e.g. in a body frozen by
       ``freeze_nonlinear_epoch``, keeps its statistics.

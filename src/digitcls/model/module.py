@@ -79,7 +79,7 @@ class DigitClassifier(L.LightningModule):
         self.backbone = build_backbone(model_name, len(self.class_names), dropout, bn_momentum, output_stride)
         self.img_size: tuple[int, int] = tuple(img_size)  # (height, width), as the schema parsed it
         check_input_size(self.backbone, model_name, *self.img_size)
-        # NHWC runs MobileNetV3's depthwise convolutions about 2x faster on CPU (bench/); same results
+        # NHWC runs MobileNetV3's depthwise convolutions faster on CPU (docs/benchmarks.md); same results
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
         mean, std = normalization_for(model_name)

@@ -2,7 +2,7 @@
 
 Both are tables: :data:`OPTIMIZERS` (name → class and default arguments) and
 :data:`digitcls.choices.SCHEDULER_FORMS` (the grammar: pattern, parser and documentation of each form, beside
-the other config values so the schema checks it without torch). The README's scheduler table and the error
+the other config values so the schema checks it without torch). The scheduler table of docs/configuration.md and the error
 for a bad ``scheduler`` are generated from the latter (``python -m digitcls.model.optim`` prints the table).
 
 ``warmup_epoch = W > 0`` ramps the lr linearly, batch by batch, from ``learning_rate / 10`` to
@@ -179,5 +179,5 @@ def adopt_new_param_groups(scheduler: object) -> None:
             base_lrs.extend([base_lrs[0]] * (len(groups) - len(base_lrs)))
 
 
-if __name__ == "__main__":  # regenerate the README's table
+if __name__ == "__main__":  # regenerate docs/configuration.md's table
     print(scheduler_table())
