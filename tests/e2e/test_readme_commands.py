@@ -35,7 +35,10 @@ CLONE = ("git clone <the digitcls repository URL> digitcls", "cd digitcls")  # t
 RUN_ELSEWHERE = {
     "make notebook": ("test_notebook.py", "test_notebook_runs_top_to_bottom_on_tiny_data"),
     "make serve": ("test_serve.py", "test_serve_command_starts_local_only_and_says_so"),  # runs until Ctrl-C
-    "curl -F file=@3.png http://127.0.0.1:8000/predict": ("test_serve.py", "test_the_documented_curl_command_works"),
+    "curl -F file=@3.png http://127.0.0.1:8000/predict": (
+        "test_serve.py",
+        "test_the_documented_curl_command_works",
+    ),
 }
 TRAIN_SMALL = TINY_TRAIN
 SWEEP_SMALL = [*TRAIN_SMALL, "try_to_train_items=32"]
