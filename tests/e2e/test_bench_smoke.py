@@ -1,6 +1,7 @@
 """`make bench` plumbing on tiny generated folders: every benchmark runs in --quick mode and writes
-its figures. Only that the keys exist and are positive numbers is checked: the targets depend on the
-hardware and are judged by reading a full `make bench` run, not here.
+its figures. The keys exist and are positive numbers, and each headline ratio is ours / baseline from the
+same payload and each target's `met` follows from it; the figures themselves depend on the hardware and
+are judged by reading a full `make bench` run, not here.
 
 The benchmarks run in child processes (one thread each): they change torch's thread count, logging
 levels and warning filters, which must not leak into the rest of the test session.
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from tests.helpers import TINY_TRAIN, run_ok
@@ -72,6 +74,27 @@ def _positive_numbers(metrics: dict[str, Any], keys: tuple[str, ...]) -> None:
             assert math.isfinite(value) and value > 0, (key, value)
 
 
+# headline ratio: (ours, baseline), both in the same payload's metrics
+RATIOS = {
+    "data_throughput_ratio": ("data_inmemory_images_per_s", "data_perfile_images_per_s"),
+    "lightning_overhead_ratio": ("lightning_ms_per_step", "plain_ms_per_step"),
+    "predict_throughput_ratio": ("predict_images_per_s", "predict_one_at_a_time_images_per_s"),
+}
+
+
+def _ratios_add_up(metrics: dict[str, Any], targets: dict[str, Any]) -> None:
+    """Each ratio present is ours / baseline (to the rounding of the written figures: 0.5 %), and its
+    target's `met` is the comparison its target states."""
+    for key, (ours, baseline) in RATIOS.items():
+        if key not in metrics:
+            continue
+        assert metrics[key] == pytest.approx(metrics[ours] / metrics[baseline], rel=5e-3, abs=2e-3), key
+        if key in targets:
+            comparison, bound = targets[key]["target"].split()
+            expected = metrics[key] >= float(bound) if comparison == ">=" else metrics[key] <= float(bound)
+            assert comparison in (">=", "<=") and targets[key]["met"] == expected, (key, targets[key])
+
+
 def test_run_all_quick_writes_json_and_markdown(tiny_folders: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     _run(
@@ -95,6 +118,7 @@ def test_run_all_quick_writes_json_and_markdown(tiny_folders: Path, tmp_path: Pa
         "lightning_overhead_ratio",
         "predict_throughput_ratio",
     }
+    _ratios_add_up(result["metrics"], result["targets"])
     for key in MACHINE_KEYS:
         assert result["machine"][key] is not None, key
     assert result["machine"]["torch_threads"] == 1
@@ -123,6 +147,7 @@ def test_each_script_runs_alone_with_output(tiny_folders: Path, tmp_path: Path) 
         payload = json.loads((tmp_path / f"{name}.json").read_text())
         assert payload["bench"] == name and payload["quick"] is True
         _positive_numbers(payload["metrics"], keys)
+        _ratios_add_up(payload["metrics"], payload.get("targets", {}))
         assert payload["machine"]["cpu_count"] >= 1
 
 

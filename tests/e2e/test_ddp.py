@@ -1,5 +1,6 @@
 """DDP on CPU with 2 processes (gloo): metrics synced across ranks, every test image counted once, and
-DDP inside a Hydra multirun without the sweep being re-run in the child processes. Slow (minutes)."""
+DDP inside a Hydra multirun without the sweep being re-run in the child processes. One trimmed run (a
+handful of training images) is in the default suite; the rest is slow (minutes): `make test-slow`."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ import torch
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.model.module import load_classifier
 from tests.helpers import cli_env, data_paths, run_train
-
-pytestmark = pytest.mark.slow
 
 TINY = [
     "+experiment=mbv3",
@@ -69,6 +68,20 @@ def half_right_test_folder(checkpoint: Path, root: Path, out: Path) -> Path:
     return out
 
 
+def test_a_trimmed_ddp_run_syncs_val_acc_over_both_ranks(tiny_folders: Path, tmp_path: Path) -> None:
+    """16 training images, then the 50 val images split 25 / 25: the val acc rank 0 reports is the one a single
+    process computes on all 50 (unsynced, it would be rank 0's half)."""
+    run = tmp_path / "ddp"
+    result = run_train([*TINY, *DDP_CPU, *data_paths(tiny_folders), "try_to_train_items=16", "test_path=null",
+                        f"hydra.run.dir={run}"], cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran the same job in the same folder
+    summary = json.loads((run / "summary.json").read_text())
+    checkpoint = Path(summary["best_checkpoint"])
+    assert summary["best_val_acc"] == pytest.approx(single_process_val_acc(checkpoint, tiny_folders), abs=1e-6)
+
+
+@pytest.mark.slow
 def test_ddp_metrics_cover_each_image_once(tiny_folders: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     result = run_train([*TINY, *DDP_CPU, *data_paths(tiny_folders), f"hydra.run.dir={run}"], cwd=tmp_path)
@@ -100,6 +113,7 @@ def test_ddp_metrics_cover_each_image_once(tiny_folders: Path, tmp_path: Path) -
     assert json.loads((run_b / "summary.json").read_text())["test_acc"] == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_multirun_with_ddp_spawn_runs_each_job_once(tiny_folders: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     result = run_train(
@@ -148,6 +162,7 @@ def single_process_evaluate(checkpoint: Path, folder: Path, run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_cache", ["false", "true"])
 def test_ddp_test_acc_equals_single_process_evaluate_on_an_uneven_folder(
     data_cache: str, tiny_folders: Path, tmp_path: Path

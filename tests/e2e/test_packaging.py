@@ -1,4 +1,4 @@
-"""A non-editable install runs the same commands: the configs ship inside the package."""
+"""A non-editable install runs the same commands: the configs and the serve page ship inside the package."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_wheel_ships_configs_and_composes_outside_the_repo(tmp_path: Path) -> No
         archive.extractall(site)
     for config in ("train.yaml", "predict.yaml", "evaluate.yaml", "experiment/mbv3.yaml", "trainer/ddp.yaml"):
         assert f"digitcls/conf/{config}" in names
+    assert "digitcls/serve/static/index.html" in names  # `make serve`'s drawing page (package-data)
     env = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run(
         [sys.executable, "-c", "import digitcls, sys; print(digitcls.__file__)"], cwd=tmp_path, env=env,
