@@ -23,11 +23,10 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO_ROOT, RESULTS_DIR, add_busy_ok, log, machine_facts, start_quiet, write_json
+from benchlib import REPO_ROOT, RESULTS_DIR, add_busy_ok, log, machine_facts, start_quiet, timed, write_json
 
 # (minimum mean test accuracy over the seeds, maximum wall time per run in seconds, start-up included) on 2 CPU cores
 TARGETS = {"mbv3_quick": (0.990, 45), "mbv3": (0.9965, 30 * 60)}
@@ -110,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             command_s = None
             if not args.collect:
                 log(f"accuracy: training {recipe} (seed {seed}) on full MNIST")
-                started = time.perf_counter()
-                subprocess.run(train_command(recipe, seed, args.overrides, runs), cwd=REPO_ROOT, check=True)
-                command_s = time.perf_counter() - started
+                command = train_command(recipe, seed, args.overrides, runs)
+                _, command_s = timed(subprocess.run, command, cwd=REPO_ROOT, check=True)
             lines.append(seed_line(recipe, seed, args.overrides, command_s, runs))
             log(
                 f"accuracy: {recipe} seed {seed}: test acc {lines[-1]['test_acc']:.4%} "

@@ -26,17 +26,18 @@ from typing import Any
 
 import torch
 from benchlib import (
+    MODEL_NAME,
     apply_threads,
     base_parser,
     ensure_data,
     finish,
     log,
-    normaliser,
     quiet_libraries,
     ratio,
     repeats,
     start_quiet,
     summarize,
+    timed,
 )
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
@@ -44,6 +45,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from digitcls.data.cache import TensorSplit, load_split
 from digitcls.data.datamodule import DigitDataModule, ImageFolderDataset
 from digitcls.data.folders import discover_classes, labelled_samples
+from digitcls.model.module import DigitClassifier
 
 TARGET = 5.0
 
@@ -66,7 +68,7 @@ def _datamodule(
         train_path=data_dir / "train",
         val_path=data_dir / "val",
         test_path=data_dir / "test",
-        img_size=img_size,
+        img_size=(img_size, img_size),
         batch_size=batch_size,
         num_workers=num_workers,
         data_cache=cache,
@@ -97,28 +99,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folder_batches = args.folder_batches or (4 if args.quick else 60)
     warmup = 1 if args.quick else 3
     n_repeats = repeats(args, full=3)
-    normalise = normaliser()
+    normalise = DigitClassifier(model_name=MODEL_NAME).normalise  # the model's own input preparation
     notes: list[str] = []
 
     samples = labelled_samples(data_dir / "train", discover_classes(data_dir / "train"), "train")
-    folder_split = ImageFolderDataset(samples, args.img_size)
+    folder_split = ImageFolderDataset(samples, (args.img_size, args.img_size))
     log(f"data: cold cache build of {len(samples)} training images at {args.img_size} px")
     with tempfile.TemporaryDirectory(prefix="digitcls-bench-cache-") as cache_dir:
-        started = time.perf_counter()
-        images, labels = load_split(folder_split, Path(cache_dir))
-        build_s = time.perf_counter() - started
-        started = time.perf_counter()
-        images, labels = load_split(folder_split, Path(cache_dir))
-        reload_s = time.perf_counter() - started
+        _, build_s = timed(lambda: load_split(folder_split, Path(cache_dir)))
+        (images, labels), reload_s = timed(lambda: load_split(folder_split, Path(cache_dir)))
 
     folder_dm = _datamodule(data_dir, args.img_size, batch_size, args.num_workers, cache=False)
     folder_dm.setup("fit")
     folder_loader = folder_dm.train_dataloader()
 
     cache_dm = _datamodule(data_dir, args.img_size, batch_size, args.num_workers, cache=True)
-    started = time.perf_counter()
-    cache_dm.setup("fit")
-    cache_setup_s = time.perf_counter() - started
+    _, cache_setup_s = timed(lambda: cache_dm.setup("fit"))
     if isinstance(cache_dm.train_dataset, TensorSplit):
         cache_source = "DigitDataModule(data_cache=True).train_dataloader()"
         cache_loader = cache_dm.train_dataloader()

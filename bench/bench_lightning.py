@@ -107,7 +107,7 @@ def _model(args: argparse.Namespace, cls: type[DigitClassifier] = DigitClassifie
     torch.manual_seed(0)
     return cls(
         model_name=args.model_name,
-        img_size=args.img_size,
+        img_size=(args.img_size, args.img_size),
         optimizer="AdamW",
         scheduler="none",
         label_smooth=LABEL_SMOOTH,

@@ -46,6 +46,7 @@ from benchlib import (
     repeats,
     start_quiet,
     summarize,
+    timed,
 )
 from hydra import compose, initialize_config_module
 
@@ -87,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _model(args: argparse.Namespace) -> DigitClassifier:
     torch.manual_seed(0)
     return DigitClassifier(
-        model_name=args.model_name, img_size=args.img_size, output_stride=args.output_stride
+        model_name=args.model_name, img_size=(args.img_size, args.img_size), output_stride=args.output_stride
     ).eval()
 
 
@@ -160,10 +161,9 @@ def predict_cli(checkpoint: Path, folder: Path, work_dir: Path) -> tuple[float, 
     return elapsed, failure
 
 
-def timed(fn: Callable[[], int]) -> float:
-    started = time.perf_counter()
-    count = fn()
-    return count / (time.perf_counter() - started)
+def per_s(fn: Callable[[], int]) -> float:
+    count, seconds = timed(fn)
+    return count / seconds
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,12 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="digitcls-bench-predict-") as tmp:
         checkpoint = write_checkpoint(model, Path(tmp) / "random.ckpt")
-        started = time.perf_counter()
-        ours = load_predictor(checkpoint)  # onnxruntime when installed: exports the checkpoint first
-        first_load_s = time.perf_counter() - started
-        started = time.perf_counter()
-        ours = load_predictor(checkpoint)  # the export is cached now
-        cached_load_s = time.perf_counter() - started
+        _, first_load_s = timed(lambda: load_predictor(checkpoint))  # onnxruntime when installed: exports first
+        ours, cached_load_s = timed(lambda: load_predictor(checkpoint))  # the export is cached now
         on_torch = load_predictor(checkpoint, backend="torch")
         if ours.backend == "torch":
             notes.append("onnxruntime is not installed (the export extra): our side ran on torch")
@@ -208,9 +204,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         agree = same_predictions(by_ours, by_torch)
         one_at_a_time(model, subset[:5], args.img_size)  # warm-up
         for index in range(n_repeats):  # interleaved
-            runs["ours"].append(timed(lambda: len(labelled(ours))))
-            runs["torch"].append(timed(lambda: len(labelled(on_torch))))
-            runs["single"].append(timed(lambda: one_at_a_time(model, subset, args.img_size)))
+            runs["ours"].append(per_s(lambda: len(labelled(ours))))
+            runs["torch"].append(per_s(lambda: len(labelled(on_torch))))
+            runs["single"].append(per_s(lambda: one_at_a_time(model, subset, args.img_size)))
             line = (
                 f"ours ({ours.backend}) {runs['ours'][-1]:.0f} img/s, torch {runs['torch'][-1]:.0f} img/s, "
                 f"one-at-a-time {runs['single'][-1]:.1f} img/s"

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import requests
 import torch
-from benchlib import REPO_ROOT, base_parser, finish, log, start_quiet
+from benchlib import REPO_ROOT, base_parser, finish, log, start_quiet, timed
 
 from digitcls.model.module import DigitClassifier
 from digitcls.serve.health import wait_until_healthy
@@ -122,10 +122,8 @@ def load(url: str, images: list[bytes], total: int, concurrency: int) -> dict[st
 
     for warm in range(concurrency):  # first requests pay for lazy set-up
         one(warm)
-    started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, range(total)))
-    elapsed = time.perf_counter() - started
+        results, elapsed = timed(lambda: list(pool.map(one, range(total))))
     latencies_ms = sorted(1000 * latency for latency, _ in results)
     answered = sum(ok for _, ok in results)
     return {

@@ -20,14 +20,22 @@ collapse onto one class).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import REPO_ROOT, apply_threads, base_parser, ensure_data, finish, quiet_libraries, start_quiet
+from benchlib import (
+    REPO_ROOT,
+    apply_threads,
+    base_parser,
+    ensure_data,
+    finish,
+    quiet_libraries,
+    start_quiet,
+    timed,
+)
 from hydra import compose, initialize_config_module
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -35,6 +43,7 @@ from digitcls.callbacks.precise_bn import recompute_batchnorm_statistics
 from digitcls.data.datamodule import DigitDataModule
 from digitcls.data.transforms import batch_augment
 from digitcls.model.module import load_classifier
+from digitcls.schema import validated
 from digitcls.train import build_datamodule, train
 
 
@@ -72,11 +81,9 @@ def score(model: torch.nn.Module, loader: Any) -> tuple[float, float]:
 
 def measure(data_dir: Path, out: Path, items: int, epochs: int, batches: int, seed: int) -> dict[str, Any]:
     cfg = recipe(data_dir, out, items, epochs, seed)
-    started = time.perf_counter()
-    summary = train(cfg)
-    train_s = time.perf_counter() - started
+    summary, train_s = timed(lambda: train(cfg))
     model = load_classifier(Path(summary["best_checkpoint"]).parent / "last.ckpt")
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(validated(cfg, "train"))
     datamodule.setup("fit")
     datamodule.setup("test")
     layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]

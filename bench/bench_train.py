@@ -40,6 +40,7 @@ from benchlib import (
     repeats,
     start_quiet,
     summarize,
+    timed,
 )
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
@@ -78,7 +79,7 @@ def in_memory_batches(data_dir: Path, img_size: int, batch_size: int) -> Iterato
     """Endless shuffled batches of the val split, served the way ``data_cache=true`` serves them."""
     root = data_dir / "val"
     samples = labelled_samples(root, discover_classes(data_dir / "train"), "val")
-    images, labels = load_split(ImageFolderDataset(samples, img_size), cache_dir=data_dir / ".cache")
+    images, labels = load_split(ImageFolderDataset(samples, (img_size, img_size)), cache_dir=data_dir / ".cache")
     split = TensorSplit(images, labels)
     sampler = BatchSampler(
         RandomSampler(split, generator=torch.Generator().manual_seed(0)), batch_size, drop_last=True
@@ -95,7 +96,7 @@ def per_file_batches(data_dir: Path, img_size: int, batch_size: int) -> Iterator
         data_dir / "train",
         data_dir / "val",
         data_dir / "test",
-        img_size,
+        (img_size, img_size),
         batch_size=batch_size,
         num_workers=2,
     )
@@ -122,7 +123,7 @@ class Trainee:
         torch.manual_seed(0)
         options: dict[str, Any] = {} if channels_last is None else {"channels_last": channels_last}
         self.model = DigitClassifier(
-            model_name=model_name, img_size=img_size, label_smooth=LABEL_SMOOTH, **options
+            model_name=model_name, img_size=(img_size, img_size), label_smooth=LABEL_SMOOTH, **options
         ).train()
         self.channels_last = bool(self.model.hparams.get("channels_last", False))
         self.forward = torch.compile(self.model) if compile_model else self.model
@@ -151,9 +152,7 @@ def matmul_gflops(size: int, repeats: int = 20) -> float:
     a @ b  # warm-up
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - started)
+        times.append(timed(lambda: a @ b)[1])
     return 2 * size**3 / sorted(times)[len(times) // 2] / 1e9
 
 
@@ -175,9 +174,7 @@ def compile_worker(args: argparse.Namespace, batch_size: int, steps: int, n_repe
     batches = in_memory_batches(args.data_dir, 32, batch_size)
     eager = Trainee("mobilenetv3", 32, batches)
     compiled = Trainee("mobilenetv3", 32, batches, compile_model=True)
-    started = time.perf_counter()
-    compiled.steps(1)  # compiles forward and backward
-    out["compile_s"] = round(time.perf_counter() - started, 1)
+    out["compile_s"] = round(timed(lambda: compiled.steps(1))[1], 1)  # compiles forward and backward
     if out["compile_s"] > args.compile_limit:
         out["skipped"] = f"compiling took {out['compile_s']} s (> {args.compile_limit:g} s)"
     else:

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from benchlib import apply_threads, base_parser, finish, log, quiet_libraries, start_quiet
+from benchlib import apply_threads, base_parser, finish, log, quiet_libraries, start_quiet, timed
 from omegaconf import OmegaConf
 from torch import Tensor
 
 from digitcls.model.module import DigitClassifier, load_classifier
+from digitcls.schema import validated
 from digitcls.train import build_datamodule
 
 PLUS_1 = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
@@ -61,9 +61,8 @@ def accuracies(
     for images, labels in loader:
         images = images.float().div_(255.0)
         for name, views in view_sets.items():
-            started = time.perf_counter()
-            probabilities = sum(model(shifted(images, dx, dy)).softmax(dim=1) for dx, dy in views)
-            seconds[name] += time.perf_counter() - started
+            probabilities, spent = timed(sum, (model(shifted(images, dx, dy)).softmax(dim=1) for dx, dy in views))
+            seconds[name] += spent
             correct[name] += int((probabilities.argmax(dim=1) == labels).sum())
         seen += len(labels)
     return {
@@ -79,7 +78,7 @@ def load_run(run: Path, data_dir: Path) -> tuple[DigitClassifier, Any, dict[str,
     for split in ("train", "val", "test"):
         cfg[f"{split}_path"] = str(data_dir / split)
     checkpoint = run / "checkpoints" / Path(summary["best_checkpoint"]).name  # the folder may have moved
-    return load_classifier(checkpoint), build_datamodule(cfg), summary
+    return load_classifier(checkpoint), build_datamodule(validated(cfg, "train")), summary
 
 
 def main(argv: list[str] | None = None) -> None:

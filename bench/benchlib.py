@@ -24,15 +24,15 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 import torch
-from torch import Tensor
 
 from digitcls import atomic
 from digitcls.data.prepare import ensure_prepared
-from digitcls.model.backbones import normalization_for
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -100,22 +100,15 @@ def summarize(values: Sequence[float], digits: int = 4) -> dict[str, Any]:
     }
 
 
+def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
+    """(``fn(*args, **kwargs)``, the wall seconds it took): the one stopwatch of every bench script."""
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
 def ratio(numerator: float, denominator: float) -> float:
     return round(numerator / denominator, 3) if denominator > 0 else float("nan")
-
-
-def normaliser(model_name: str = MODEL_NAME) -> Callable[[Tensor], Tensor]:
-    """uint8 batch -> normalised float batch, exactly as ``DigitClassifier.forward`` prepares its input."""
-    mean_values, std_values = normalization_for(model_name)
-    mean = torch.tensor(mean_values).view(1, -1, 1, 1)
-    std = torch.tensor(std_values).view(1, -1, 1, 1)
-
-    def normalise(images: Tensor) -> Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
-        return (images - mean) / std
-
-    return normalise
 
 
 def _cpu_model() -> str:

@@ -61,7 +61,7 @@ def split_on_device(
 ) -> tuple[Tensor, Tensor]:
     """A split as uint8/int64 tensors on ``device``; ``items`` > 0 keeps a seeded random subset."""
     samples = train_subset(labelled_samples(data_dir / split, classes, split), items, seed)
-    images, labels = load_split(ImageFolderDataset(samples, img_size), cache_dir=data_dir / ".cache")
+    images, labels = load_split(ImageFolderDataset(samples, (img_size, img_size)), cache_dir=data_dir / ".cache")
     return images.to(device), labels.to(device)
 
 
@@ -69,7 +69,7 @@ def build_model(args: argparse.Namespace, classes: list[str], device: torch.devi
     kwargs: dict[str, Any] = {
         "model_name": args.model_name,
         "class_names": classes,
-        "img_size": args.img_size,
+        "img_size": (args.img_size, args.img_size),
     }
     if args.output_stride is not None:
         if "output_stride" not in inspect.signature(DigitClassifier).parameters:

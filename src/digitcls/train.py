@@ -48,6 +48,7 @@ RUN_TO_THE_END = frozenset({"onecycle", "cosine"})
 
 
 def build_datamodule(cfg: DictConfig) -> DigitDataModule:
+    """``cfg``: a validated training config (``digitcls.schema.validated``: img_size as [height, width])."""
     return DigitDataModule(**arguments_for(DigitDataModule, cfg))
 
 

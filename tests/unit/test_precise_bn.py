@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from digitcls.callbacks.precise_bn import PreciseBatchNorm, recompute_batchnorm_statistics
 from digitcls.model.module import DigitClassifier
+from digitcls.schema import validated
 from digitcls.train import build_callbacks, build_datamodule, build_model, build_trainer, train
 from tests.helpers import TINY_TRAIN, balanced_labels, compose_train, draw_digits
 
@@ -24,7 +25,7 @@ SETTINGS = [*TINY_TRAIN, "try_to_train_items=64", "data_cache=true", "early_stop
 
 def config(folders: Path, out: Path, *overrides: str):
     paths = [f"{split}_path={folders / split}" for split in ("train", "val", "test")]
-    return compose_train([*SETTINGS, *paths, f"output_dir={out}", *overrides])
+    return validated(compose_train([*SETTINGS, *paths, f"output_dir={out}", *overrides]), "train")
 
 
 def batchnorm_inputs_statistics(model: nn.Module, batches: list[Tensor]) -> dict[str, tuple[Tensor, Tensor]]:

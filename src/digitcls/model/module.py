@@ -92,11 +92,14 @@ class DigitClassifier(L.LightningModule):
         self.val_metrics = stage_metrics.clone(prefix="val_")
         self.test_metrics = stage_metrics.clone(prefix="test_")
 
-    def forward(self, images: Tensor) -> Tensor:
+    def normalise(self, images: Tensor) -> Tensor:
+        """uint8 or [0, 1] float images -> the backbone's input (its mean and std, its memory format)."""
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
-        images = ((images - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-        return self.backbone(images)
+        return ((images - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(self.normalise(images))
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> Tensor:
         images, labels = batch
