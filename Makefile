@@ -74,7 +74,8 @@ bench-accuracy: | python-ready ## train the recipes on full MNIST over SEEDS=1,2
 	$(PYTHON) bench/bench_accuracy.py --seeds $(SEEDS) $(ARGS)
 
 notebook: | python-ready ## execute notebooks/01_explore_mnist.ipynb headless -> outputs/notebooks/
-	$(PYTHON) -m digitcls.notebook notebooks/01_explore_mnist.ipynb
+	mkdir -p outputs/notebooks
+	DIGITCLS_ROOT=$(CURDIR) $(PYTHON) -m jupyter execute --timeout=600 notebooks/01_explore_mnist.ipynb --output=../outputs/notebooks/01_explore_mnist
 
 lint: | python-ready ## ruff, and lint-imports: the import layers declared in pyproject.toml
 	$(PYTHON) -m ruff check src tests bench

@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import nbformat
 import pandas as pd
 import pytest
 import torch
 
 import digitcls
-from digitcls import atomic, checkpoints, export, notebook
+from digitcls import atomic, checkpoints, export
 from digitcls.atomic import atomic_path
 from digitcls.callbacks import checkpoint
 from digitcls.data import cache
@@ -59,7 +58,6 @@ CASES: dict[str, Callable[[Path], object]] = {
     "digitcls.export.export_torchscript": lambda target: export.export_torchscript(_tiny_classifier(), target),
     "digitcls.checkpoints.save_plain_checkpoint": lambda target: checkpoints.save_plain_checkpoint(
         {"state_dict": {"w": torch.zeros(1)}}, target),
-    "digitcls.notebook.write_notebook": lambda target: notebook.write_notebook(nbformat.v4.new_notebook(), target),
 }
 
 
