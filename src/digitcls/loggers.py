@@ -1,10 +1,10 @@
 """The `logger=` config group: the CSV logger always, plus TensorBoard, MLflow and W&B on request.
 
 ``metrics.csv`` is digitcls's own record (the run summary, ``summarize`` and the notebook read it), so the
-CSV logger is always first; ``logger=tensorboard|mlflow|wandb`` (or a list) adds trackers. A single run is
-named after its output folder; in a sweep each job is one run named after its overrides
-(``hydra.job.override_dirname``), grouped by sweep: one MLflow experiment, one TensorBoard folder, one W&B
-group.
+CSV logger is always first; ``logger=tensorboard|mlflow|wandb`` (or a list) adds trackers, each a ``_target_``
+config in ``conf/logger/`` that ``hydra.utils.instantiate`` builds. A single run is named after its output folder;
+in a sweep each job is one run named after its overrides (``hydra.job.override_dirname``), grouped by sweep: one
+MLflow experiment, one TensorBoard folder, one W&B group. The ``digitcls_*`` resolvers below give those names.
 Every tracker stays local and offline unless its config points elsewhere.
 """
 
@@ -13,43 +13,25 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from digitcls.cli import in_multirun
 from digitcls.errors import ConfigError
 from digitcls.runs import writable_folder
 
-SINGLE_RUN_EXPERIMENT = "digitcls"
 SQLITE_PREFIX = "sqlite:///"
 MAX_FOLDER_NAME = 200  # below the usual 255-byte limit, with room for a hash
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """How trackers name and group this run."""
-
-    output_dir: Path
-    name: str  # in a sweep the job's overrides; else the output folder
-    sweep_dir: Path | None  # the sweep's folder in a multirun; None for a single run
-
-
-def run_identity(output_dir: Path) -> RunIdentity:
-    if in_multirun():
-        hydra = HydraConfig.get()
-        return RunIdentity(
-            output_dir, hydra.job.override_dirname or str(hydra.job.num), Path(hydra.sweep.dir)
-        )
-    return RunIdentity(output_dir, str(output_dir), None)
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # logger= name -> package it needs
 
 
 def folder_name(text: str) -> str:
@@ -61,64 +43,43 @@ def folder_name(text: str) -> str:
     return name.encode()[: MAX_FOLDER_NAME - 11].decode(errors="ignore") + "-" + digest
 
 
-def _tensorboard(spec: dict[str, Any], run: RunIdentity) -> Logger:
-    """<run>/tensorboard for a single run; <sweep>/tensorboard/<overrides> per job, so `tensorboard --logdir
-    <sweep>/tensorboard` compares the jobs. The HParams view is written once, with the test metrics."""
-    save_dir = spec.pop("save_dir", None) or run.sweep_dir or run.output_dir
-    version = folder_name(run.name) if run.sweep_dir else ""
-    return TensorBoardLogger(
-        save_dir=save_dir, name="tensorboard", version=version, default_hp_metric=False, **spec
-    )
+def _job_name() -> str:
+    job = HydraConfig.get().job
+    return job.override_dirname or str(job.num)
 
 
-def _mlflow(spec: dict[str, Any], run: RunIdentity) -> Logger:
-    """A local SQLite store unless ``tracking_uri`` says otherwise: MLflow opens it directly, no server."""
-    uri = spec.pop("tracking_uri", None) or f"{SQLITE_PREFIX}mlflow.db"
-    if uri.startswith(SQLITE_PREFIX):
-        writable_folder(Path(uri.removeprefix(SQLITE_PREFIX)).parent, "logger.mlflow.tracking_uri")
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # a local store: nothing leaves the machine
-    experiment = spec.pop("experiment_name", None) or (
-        str(run.sweep_dir) if run.sweep_dir else SINGLE_RUN_EXPERIMENT
-    )
-    tags = {"output_dir": str(run.output_dir), **(spec.pop("tags", None) or {})}
-    return MLFlowLogger(experiment_name=experiment, run_name=run.name, tracking_uri=uri, tags=tags, **spec)
-
-
-def _wandb(spec: dict[str, Any], run: RunIdentity) -> Logger:
-    """Offline by default: the run is written to <run>/wandb/offline-run-*; `wandb sync` uploads it later."""
-    if spec.get("offline", True):
-        os.environ["WANDB_MODE"] = "offline"  # wandb's own switch: no login, no network, in every process
-    group = spec.pop("group", None) or (str(run.sweep_dir) if run.sweep_dir else None)
-    return WandbLogger(name=run.name, save_dir=str(run.output_dir), group=group, **spec)
-
-
-# logger name -> (the package it needs, how to build it)
-TRACKERS: dict[str, tuple[str, Callable[[dict[str, Any], RunIdentity], Logger]]] = {
-    "tensorboard": ("tensorboard", _tensorboard),
-    "mlflow": ("mlflow", _mlflow),
-    "wandb": ("wandb", _wandb),
-}
+# in a multirun: the sweep's folder / this job's name (its overrides); in a single run: the value given
+OmegaConf.register_new_resolver(
+    "digitcls_sweep_or", lambda single: HydraConfig.get().sweep.dir if in_multirun() else single, replace=True)
+OmegaConf.register_new_resolver(
+    "digitcls_job_or", lambda single: _job_name() if in_multirun() else single, replace=True)
+OmegaConf.register_new_resolver(
+    "digitcls_job_folder", lambda: folder_name(_job_name()) if in_multirun() else "", replace=True)
 
 
 def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
     """The CSV logger (always, first: ``trainer.log_dir`` is the run folder), then each tracker ``logger`` names."""
-    chosen: dict[str, Any] = OmegaConf.to_container(cfg.get("logger") or {}, resolve=True)  # type: ignore
-    csv = chosen.pop("csv", None) or {}
+    # the logger configs under a root whose output_dir is this run's folder: their `${output_dir}` resolves to it
+    root = OmegaConf.create({"output_dir": str(output_dir), "logger": OmegaConf.to_container(cfg.get("logger") or {})})
+    chosen = dict(root.logger)
+    csv_spec = chosen.pop("csv", None)
+    csv: dict[str, Any] = OmegaConf.to_container(csv_spec, resolve=True) if csv_spec else {}  # type: ignore
     loggers: list[Logger] = [CSVLogger(save_dir=output_dir, name="", version="", **csv)]
-    run = run_identity(output_dir)
     for name, spec in chosen.items():
-        if name not in TRACKERS:
+        if name not in TRACKERS or "_target_" not in (spec or {}):
             raise ConfigError(
-                f"logger: unknown logger {name!r}; valid: csv, {', '.join(TRACKERS)}; "
-                "e.g. logger=[csv,tensorboard]."
+                f"logger: unknown logger {name!r}; valid: csv, {', '.join(TRACKERS)}; e.g. logger=[csv,tensorboard]."
             )
-        package, build = TRACKERS[name]
-        if importlib.util.find_spec(package) is None:
+        if importlib.util.find_spec(TRACKERS[name]) is None:
             raise ConfigError(
-                f"logger={name} needs the {package} package, which is not installed: run `make install` "
+                f"logger={name} needs the {TRACKERS[name]} package, which is not installed: run `make install` "
                 '(or pip install -e ".[loggers]").'
             )
-        loggers.append(build(dict(spec or {}), run))
+        uri = str(spec.get("tracking_uri") or "")
+        if uri.startswith(SQLITE_PREFIX):  # a local MLflow store: nothing leaves the machine
+            writable_folder(Path(uri.removeprefix(SQLITE_PREFIX)).parent, "logger.mlflow.tracking_uri")
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        loggers.append(instantiate(spec))
     return loggers
 
 

@@ -86,7 +86,7 @@ def check_conf_file(conf: Path, conf_file: str, tmp_path: Path, monkeypatch: pyt
     # the loggers it names, built as a run builds them (stores and folders in the scratch folder)
     chosen = [name for name in cfg.logger if name != "csv"]
     for name in set(chosen) & set(TRACKERS):
-        pytest.importorskip(TRACKERS[name][0], reason=f"the loggers extra is not installed ({name})")
+        pytest.importorskip(TRACKERS[name], reason=f"the loggers extra is not installed ({name})")
     monkeypatch.chdir(tmp_path)
     for variable in ("WANDB_MODE", "MLFLOW_DISABLE_TELEMETRY"):  # set by build_loggers; restored after the test
         monkeypatch.setenv(variable, "")

@@ -57,7 +57,7 @@ def test_unknown_logger_lists_the_choices(tmp_path: Path) -> None:
 
 def test_missing_tracker_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # every tracker is installed here; a package name that does not exist stands in for a missing one
-    monkeypatch.setitem(loggers_module.TRACKERS, "wandb", ("wandb_not_installed", loggers_module._wandb))
+    monkeypatch.setitem(loggers_module.TRACKERS, "wandb", "wandb_not_installed")
     with pytest.raises(
         ConfigError, match=r"logger=wandb needs the wandb_not_installed package.*make install"
     ):
