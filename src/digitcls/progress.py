@@ -88,3 +88,47 @@ class PlainProgressBar(ProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)  # the CSV logger's version: always empty here
         return metrics
+
+
+class EpochLines(L.Callback):
+    """With the progress bar off (``trainer.enable_progress_bar=false``): one line per epoch on stdout,
+
+        epoch 3/15  train_loss 0.4123  val_acc 0.9876  elapsed 0:01:02  images/s 850
+
+    ``train_loss`` is the mean over the epoch's training images, ``elapsed`` the time since training started,
+    ``images/s`` the epoch's training images over the time spent training them (validation not counted)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream  # None: sys.stdout at print time (a stream does not pickle for ddp_spawn)
+        self._fit_started = self._epoch_started = self._trained_s = 0.0
+        self._images = 0
+        self._loss_sum = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_started = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_started = time.monotonic()
+        self._images, self._loss_sum, self._trained_s = 0, 0.0, 0.0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        images = len(batch[1])
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._images += images
+        self._loss_sum += float(loss) * images
+        self._trained_s = time.monotonic() - self._epoch_started
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not self._images:
+            return
+        val_acc = trainer.callback_metrics.get("val_acc")
+        parts = [
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+            f"train_loss {self._loss_sum / self._images:.4f}",
+            f"val_acc {float(val_acc):.4f}" if val_acc is not None else "val_acc -",
+            f"elapsed {_duration(time.monotonic() - self._fit_started)}",
+            f"images/s {self._images / max(self._trained_s, 1e-9):.0f}",
+        ]
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)

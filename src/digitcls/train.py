@@ -32,7 +32,8 @@ from digitcls.inputs import check_checkpoint_classes, check_train_inputs
 from digitcls.loggers import LogConfig, build_loggers, closing_runs
 from digitcls.model.backbones import load_pretrained
 from digitcls.model.module import DigitClassifier
-from digitcls.progress import progress_bar
+from digitcls.noise import silence_third_party_noise
+from digitcls.progress import EpochLines, progress_bar
 from digitcls.runs import resume_checkpoint, writable_folder, write_summary
 from digitcls.schema import arguments_for, validated
 
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 # anneal until the very last step. Plateau-driven and open-ended schedules keep `early_stop_patient`.
 RUN_TO_THE_END = frozenset({"onecycle", "cosine"})
 
+
+silence_third_party_noise()  # at import: ddp_spawn's processes import this module too
 
 def build_datamodule(cfg: DictConfig) -> DigitDataModule:
     """``cfg``: a validated training config (``digitcls.schema.validated``: img_size as [height, width])."""
@@ -87,6 +90,8 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[BestCheckpoi
         callbacks.append(PreciseBatchNorm(cfg.precise_bn_batches))
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(progress_bar())  # rich bars in a terminal, plain lines in logs
+    else:
+        callbacks.append(EpochLines())  # one line per epoch, so a quiet run still says how it goes
     return checkpoint, callbacks
 
 

@@ -36,8 +36,14 @@ SELECTED_BY = {
     "sweep": "+sweep={name}",
     "launcher": "+launcher={name}",
     "hydra": "hydra={name}",
+    "hydra/help": "hydra/help={name}",
 }
-LOGGER_CLASSES = {"csv": CSVLogger, "tensorboard": TensorBoardLogger, "mlflow": MLFlowLogger, "wandb": WandbLogger}
+LOGGER_CLASSES = {
+    "csv": CSVLogger,
+    "tensorboard": TensorBoardLogger,
+    "mlflow": MLFlowLogger,
+    "wandb": WandbLogger,
+}
 CONF_FILES = sorted(path.relative_to(CONF).as_posix() for path in CONF.rglob("*.yaml"))
 
 
@@ -88,7 +94,10 @@ def check_conf_file(conf: Path, conf_file: str, tmp_path: Path, monkeypatch: pyt
     for name in set(chosen) & set(TRACKERS):
         pytest.importorskip(TRACKERS[name], reason=f"the loggers extra is not installed ({name})")
     monkeypatch.chdir(tmp_path)
-    for variable in ("WANDB_MODE", "MLFLOW_DISABLE_TELEMETRY"):  # set by build_loggers; restored after the test
+    for variable in (
+        "WANDB_MODE",
+        "MLFLOW_DISABLE_TELEMETRY",
+    ):  # set by build_loggers; restored after the test
         monkeypatch.setenv(variable, "")
     loggers = build_loggers(cfg, tmp_path)
     assert [type(logger) for logger in loggers] == [CSVLogger, *(LOGGER_CLASSES[name] for name in chosen)]
@@ -96,8 +105,9 @@ def check_conf_file(conf: Path, conf_file: str, tmp_path: Path, monkeypatch: pyt
     # a Trainer from every trainer key, on this machine's CPU, with the devices and strategy it plans for
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
     planned, _ = plan_devices(trainer_kwargs, visible_gpus=0, multirun=False, cluster=False)
-    trainer = L.Trainer(**{**planned, "accelerator": "cpu", "precision": "32-true"}, logger=False,
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        **{**planned, "accelerator": "cpu", "precision": "32-true"}, logger=False, default_root_dir=tmp_path
+    )
     assert trainer.num_devices == (planned["devices"] if isinstance(planned["devices"], int) else 1)
 
     # Hydra's side: callbacks, the launcher and sweeper plugins a file selects, and every swept value
@@ -105,7 +115,9 @@ def check_conf_file(conf: Path, conf_file: str, tmp_path: Path, monkeypatch: pyt
     for callback in hydra_cfg.callbacks.values():
         assert isinstance(instantiate(callback), get_class(callback._target_))
     for plugin in (hydra_cfg.launcher, hydra_cfg.sweeper):
-        if plugin._target_.startswith("hydra_plugins."):  # Hydra refuses to build its own built-ins from config
+        if plugin._target_.startswith(
+            "hydra_plugins."
+        ):  # Hydra refuses to build its own built-ins from config
             assert isinstance(instantiate(plugin), get_class(plugin._target_))
     for value in swept_values(hydra_cfg.sweeper.get("params")):
         validated(compose_from(conf, command, [*overrides, value]), command)
@@ -122,22 +134,35 @@ def test_swept_values_include_both_ends_of_an_interval() -> None:
     """What the check above validates for a search space; the grid's choices are checked where they run
     (tests/e2e/test_sweep.py::test_named_grid_runs_every_combination_without_dash_m)."""
     search = compose_from(CONF, "train", ["+sweep=optuna"], with_hydra=True).hydra.sweeper.params
-    assert swept_values(search)[:2] == ["learning_rate=0.0001", "learning_rate=0.01"] and len(swept_values(search)) == 6
+    assert (
+        swept_values(search)[:2] == ["learning_rate=0.0001", "learning_rate=0.01"]
+        and len(swept_values(search)) == 6
+    )
 
 
 BROKEN_FILES = [  # (file added to a copy of conf/, its content, the error, words the error must contain)
     ("experiment/broken.yaml", "# @package _global_\noptimizer: Adamm\n", ConfigError, "optimizer"),
     ("trainer/broken.yaml", "defaults:\n  - default\nmax_epoch: 3\n", TypeError, "max_epoch"),
     ("logger/broken.yaml", "neptune: {}\n", ConfigError, "neptune"),
-    ("sweep/broken.yaml", "# @package _global_\nhydra:\n  sweeper:\n    params:\n      epochs: 1,0\n",
-     ConfigError, "epochs"),
+    (
+        "sweep/broken.yaml",
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      epochs: 1,0\n",
+        ConfigError,
+        "epochs",
+    ),
     ("callbacks/extra.yaml", "patience: 3\n", AssertionError, "SELECTED_BY"),
 ]
 
 
-@pytest.mark.parametrize(("conf_file", "content", "error", "words"), BROKEN_FILES, ids=[c[0] for c in BROKEN_FILES])
+@pytest.mark.parametrize(
+    ("conf_file", "content", "error", "words"), BROKEN_FILES, ids=[c[0] for c in BROKEN_FILES]
+)
 def test_a_broken_conf_file_fails_the_check(
-    conf_file: str, content: str, error: type[Exception], words: str, tmp_path: Path,
+    conf_file: str,
+    content: str,
+    error: type[Exception],
+    words: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The check above on a copy of conf/ with one broken file added: it fails, naming what is wrong."""

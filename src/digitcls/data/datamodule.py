@@ -235,8 +235,11 @@ class DigitDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ batch hooks
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment training batches on the device; validation and test batches never."""
-        if batch is None or self.augment.is_identity or self.trainer is None or not self.trainer.training:
+        """Augment training batches on the device; validation and test batches never, nor a bare tensor (the
+        model summary's example input, which must not draw from the random state a resumed run replays)."""
+        if not isinstance(batch, (tuple, list)) or self.augment.is_identity or self.trainer is None:
+            return batch
+        if not self.trainer.training:
             return batch
         images, labels = batch
         return batch_augment(images, self.augment), labels

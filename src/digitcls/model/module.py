@@ -79,6 +79,8 @@ class DigitClassifier(L.LightningModule):
         self.backbone = build_backbone(model_name, len(self.class_names), dropout, bn_momentum, output_stride)
         self.img_size: tuple[int, int] = tuple(img_size)  # (height, width), as the schema parsed it
         check_input_size(self.backbone, model_name, *self.img_size)
+        # one blank image: Lightning's model summary counts FLOPs with it (its FLOPs column says 0 without one)
+        self.example_input_array = torch.zeros(1, 3, *self.img_size, dtype=torch.uint8)
         # NHWC runs MobileNetV3's depthwise convolutions faster on CPU (docs/benchmarks.md); same results
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
