@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             2,
         )
     if device.type == "cpu":
-        args.precision = "fp32"  # bf16 autocast runs at about a third of fp32 speed on CPU (bench_train.py)
+        args.precision = "fp32"  # bf16 autocast is slower than fp32 on CPU (bench_train.py)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.benchmark = True
 

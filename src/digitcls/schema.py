@@ -186,7 +186,7 @@ class Seeded:
 class TrainConfig(LabelledBatches, Seeded):
     model_name: str = setting(
         "mobilenetv3", "mobilenetv3 (large) or mobilenetv3_small; shufflenetv2, adv-efficientnet-b2, "
-        "se_resnext50_32x4d, xception or timm/<name> (see Other backbones)",
+        "se_resnext50_32x4d, xception or timm/<name> (docs/models.md)",
         Rule(MODEL_NAMES_ALLOWED, _delegated(check_model_name), "mobilenetv3_small"))
     class_number: int = setting(10, "number of classes: must equal the number of class folders in train_path",
                                 Rule("a whole number >= 2 (the number of class folders in train_path)", _at_least(2),
