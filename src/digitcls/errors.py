@@ -9,6 +9,7 @@ from __future__ import annotations
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # what shells report for a program stopped by Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # stopped by SIGTERM (128 + 15): what a cluster sends before pre-emption
 
 
 class DigitclsError(Exception):

@@ -21,15 +21,19 @@ STEPS_PER_EPOCH = 4
 class SignalsItself(L.LightningModule):
     """Sends itself ``sigints`` SIGINTs (as a terminal's Ctrl-C does) or raises, at the given global step."""
 
-    def __init__(self, sigint_at: int | None = None, sigints: int = 1, fail_at: int | None = None) -> None:
+    def __init__(
+        self, sigint_at: int | None = None, sigints: int = 1, fail_at: int | None = None, sigterm_at: int | None = None
+    ) -> None:
         super().__init__()
         self.layer = nn.Linear(2, 1)
-        self.sigint_at, self.sigints, self.fail_at = sigint_at, sigints, fail_at
+        self.sigint_at, self.sigints, self.fail_at, self.sigterm_at = sigint_at, sigints, fail_at, sigterm_at
 
     def training_step(self, batch, batch_idx):
         if self.global_step == self.sigint_at:
             for _ in range(self.sigints):
                 os.kill(os.getpid(), signal.SIGINT)
+        if self.global_step == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)
         if self.global_step == self.fail_at:
             raise RuntimeError("a bug, not an interruption")
         return self.layer(batch[0]).sum()
@@ -98,3 +102,14 @@ def test_a_new_fit_beside_a_saved_last_ckpt_starts_from_scratch(tmp_path: Path) 
     fresh = RecordsFirstStep()
     fit(fresh, tmp_path)
     assert fresh.first_step == 0
+
+
+def test_sigterm_saves_at_the_batch_boundary_and_exits_143(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM (what SLURM sends before pre-emption): Lightning stops after the batch, last.ckpt is saved as for
+    Ctrl-C, and the status says the run was terminated (143), not finished (Lightning alone exits 0)."""
+    with pytest.raises(SystemExit) as caught:
+        fit(SignalsItself(sigterm_at=STEPS_PER_EPOCH + 1), tmp_path)  # in epoch 1's second batch
+    assert caught.value.code == 143
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == STEPS_PER_EPOCH + 2  # that batch finished, no further one started
+    assert f"interrupted: saved {tmp_path / 'last.ckpt'}; resume with resume=true" in capsys.readouterr().err

@@ -12,7 +12,7 @@ The save is what Lightning's ``OnExceptionCheckpoint`` does (``trainer.save_chec
 ``on_exception``), writing ``<checkpoint dir>/last.ckpt`` (atomically with
 :class:`~digitcls.callbacks.checkpoint.AtomicCheckpointIO`), limited to interruptions: Ctrl-C, a
 ``KeyboardInterrupt`` that bypassed the handler (training outside the main thread) and Lightning's
-``SIGTERMException``; any other error leaves the previous ``last.ckpt`` as it was. A second Ctrl-C stops
+``SIGTERMException`` (SIGTERM: Lightning stops at the batch boundary; the process then exits 143); any other error leaves the previous ``last.ckpt`` as it was. A second Ctrl-C stops
 at once without saving. It is not a subclass of ``OnExceptionCheckpoint``: with one of those among the
 callbacks, Lightning 2.6 turns ``fit(ckpt_path=None)`` into ``ckpt_path="last"`` and silently resumes from
 whatever ``last.ckpt`` the folder holds, which ``resume=false`` must never do (``tests/unit/test_interrupt.py``).
@@ -33,7 +33,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from digitcls.callbacks.checkpoint import BestCheckpoint
-from digitcls.errors import EXIT_INTERRUPTED
+from digitcls.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 
 class TrainingInterrupted(SystemExit):
@@ -136,6 +136,10 @@ class InterruptCheckpoint(Callback):
                     self.checkpoint.last_model_path = self.ckpt_path  # part of the saved state
                     trainer.save_checkpoint(self.ckpt_path)
                 self._report(trainer, saved=saving)
+            if isinstance(exception, SIGTERMException):
+                # Lightning stops at the batch boundary after a SIGTERM with SystemExit(None), i.e. status 0; a
+                # scheduler must not take a pre-empted run for a finished one: 143 (128 + SIGTERM), as if killed
+                exception.code = EXIT_TERMINATED
         finally:
             self._restore()  # after the save: a second Ctrl-C while saving still means "stop now"
 

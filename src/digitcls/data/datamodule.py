@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from digitcls.checkpoints import to_plain
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples
 from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, load_inputs, to_chw_tensor
-from digitcls.data.samplers import EpochBatches, EpochShuffle, ResumableLoader, Shard
+from digitcls.data.samplers import EpochBatches, EpochShuffle, Shard
 from digitcls.data.transforms import batch_augment, parse_augment
 from digitcls.errors import DataError
 from digitcls.schema import TRAIN
@@ -157,19 +159,22 @@ class DigitDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
+        """torchdata's StatefulDataLoader: Lightning keeps its position in every checkpoint, so a run stopped
+        mid-epoch (Ctrl-C, SIGTERM) resumes at the next batch of the same order."""
         if self.train_dataset is None:
             self.setup("fit")
         assert self.train_dataset is not None
         rank, world = self._rank_and_world()
         # epoch k's order depends on (seed, k) only: a resumed run continues the same sequence of orders
         order = EpochShuffle(self.train_dataset, seed=self.hparams.random_seed, rank=rank, world=world)
-        size = self.hparams.batch_size
         if isinstance(self.train_dataset, TensorSplit):
-            return ResumableLoader(self.train_dataset, order=order, images_per_batch=size, **self._batched(order))
-        return ResumableLoader(
-            self.train_dataset, order=order, images_per_batch=size, sampler=order, **self._per_file(collate_labelled)
-        )
+            arguments = self._batched(order)
+        else:
+            arguments = {"sampler": order, **self._per_file(collate_labelled)}
+        with warnings.catch_warnings():  # torchdata 0.11 calls torch.set_vital, deprecated by torch 2.14
+            warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+            return StatefulDataLoader(self.train_dataset, **arguments)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_dataset is None:

@@ -138,7 +138,15 @@ class DigitClassifier(L.LightningModule):
         # only trainable parameters: the freeze callback adds the backbone's later
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = build_optimizer(hp.optimizer, params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
-        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
+        trainer = self.trainer
+        if trainer.datamodule is not None:
+            # counted on a loader of its own: trainer.estimated_stepping_batches would build Lightning's training
+            # loader now, before a resumed run's checkpoint is restored, and that loader (Lightning 2.6 builds it
+            # once) would never get its saved position: a run resumed mid-epoch would restart the epoch
+            batches = len(trainer.datamodule.train_dataloader())
+            steps_per_epoch = max(1, -(-batches // trainer.accumulate_grad_batches))
+        else:
+            steps_per_epoch = max(1, trainer.estimated_stepping_batches // max(1, trainer.max_epochs))
         schedulers = build_scheduler(
             self.scheduler_spec,
             optimizer,
