@@ -26,18 +26,18 @@ def project(tiny_folders: Path, tmp_path: Path) -> Path:
 
 
 def test_readme_command_trains_and_names_checkpoints(project: Path) -> None:
-    result = run_train(["+experiment=mbv3", *FAST, "hydra.run.dir=outputs/run1"], cwd=project)
+    result = run_train(["+experiment=mbv3", *FAST, "epochs=3", "hydra.run.dir=outputs/run1"], cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best val acc" in result.stdout and "test acc" in result.stdout
     run = project / "outputs" / "run1"
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in checkpoints
     best = [name for name in checkpoints if name != "last.ckpt"]
-    assert len(best) == 1 and best[0].startswith("mobilenetv3_small_e0_"), checkpoints
     summary = json.loads((run / "summary.json").read_text())
+    assert len(best) == 1 and best[0].startswith(f"mobilenetv3_small_e{summary['best_epoch']}_"), checkpoints
     assert summary["best_checkpoint"].endswith(best[0])
     assert summary["class_names"] == [str(d) for d in range(10)]
-    assert 0.0 <= summary["test_acc"] <= 1.0
+    assert summary["best_val_acc"] >= 0.25 and summary["test_acc"] >= 0.25, summary  # it learnt: chance is 0.1
     assert (run / "metrics.csv").is_file() and (run / ".hydra" / "config.yaml").is_file()
     hparams = torch.load(run / "checkpoints" / best[0], map_location="cpu", weights_only=False)[
         "hyper_parameters"

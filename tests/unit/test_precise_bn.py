@@ -140,6 +140,22 @@ def test_with_ema_the_statistics_are_those_of_the_averaged_weights(runs: dict, t
     assert mismatches(averaged, expected) == []
 
 
+def test_a_short_run_learns_with_precise_bn_and_collapses_without(tiny_folders: Path, tmp_path: Path) -> None:
+    """The trimmed regression guard (the full one, 2,000 real MNIST digits: tests/integration/
+    test_short_runs_mnist.py, slow): 3 epochs of 13 steps on the 200 tiny digits. With the statistics
+    recomputed, val and test accuracy are well above chance (10 %); with momentum-averaged ones that lag
+    the weights, the same run answers one digit for everything."""
+    paths = [f"{split}_path={tiny_folders / split}" for split in ("train", "val", "test")]
+
+    def short_run(*overrides: str) -> dict:
+        return train(compose_train([*TINY_TRAIN, *paths, "epochs=3", *overrides, f"output_dir={tmp_path / str(len(overrides))}"]))
+
+    with_precise_bn = short_run()
+    assert with_precise_bn["best_val_acc"] >= 0.25 and with_precise_bn["test_acc"] >= 0.25, with_precise_bn
+    without = short_run("precise_bn_batches=0")
+    assert without["best_val_acc"] < with_precise_bn["best_val_acc"] - 0.1, without
+
+
 def test_recompute_changes_only_the_given_layers_and_keeps_every_mode() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Dropout())
