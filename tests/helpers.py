@@ -164,7 +164,9 @@ def trained_checkpoint(path: Path, steps: int = 30, seed: int = 0) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: a second thread only waits, 20x slower on a busy machine
     try:
-        return save_checkpoint(_train_a_few_steps(steps, seed), path)
+        # a session fixture is built before the per-test autouse fixture that turns autograd back on
+        with torch.enable_grad():
+            return save_checkpoint(_train_a_few_steps(steps, seed), path)
     finally:
         torch.set_num_threads(threads)
 

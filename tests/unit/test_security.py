@@ -223,7 +223,7 @@ def test_opencv_assertion_becomes_a_bad_image(tmp_path: Path) -> None:
 def test_bomb_in_a_training_split_is_skipped_with_a_warning(tiny_folders: Path, data_cache: bool) -> None:
     png_bomb(tiny_folders / "train" / "3" / "bomb.png")
     real = sum(1 for _ in (tiny_folders / "train").rglob("*.png")) - 1
-    module = DigitDataModule(tiny_folders / "train", tiny_folders / "val", None, img_size=(32, 32), batch_size=64,
+    module = DigitDataModule(tiny_folders / "train", tiny_folders / "val", None, img_size=(32, 32), batch_size=64, num_workers=0,
                              data_cache=data_cache)
     with pytest.warns(BadImageWarning, match="bomb.png declares 50000 x 50000"):
         module.setup("fit")
