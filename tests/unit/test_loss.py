@@ -54,3 +54,23 @@ def test_the_model_trains_with_the_configured_smoothing_and_weights() -> None:
 def test_large_logits_stay_finite() -> None:
     logits = torch.tensor([[1000.0, -1000.0], [-1000.0, 1000.0]])
     assert torch.isfinite(nn.CrossEntropyLoss(label_smoothing=0.1)(logits, torch.tensor([1, 1])))
+
+
+def test_a_checkpoint_from_before_the_builtin_loss_still_loads(tmp_path) -> None:
+    """Checkpoints written while the loss was our own module stored the class weight as criterion.class_weight."""
+    from digitcls.model.module import DigitClassifier, load_classifier
+    from tests.helpers import save_checkpoint
+
+    weight = [float(d + 1) for d in range(C)]
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=[str(d) for d in range(C)],
+                            img_size=(32, 32), class_weight=weight)
+    path = save_checkpoint(model, tmp_path / "old.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["state_dict"]["criterion.class_weight"] = checkpoint["state_dict"].pop("criterion.weight")
+    torch.save(checkpoint, path)
+
+    loaded = load_classifier(path)
+    assert loaded.criterion.weight.tolist() == weight
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model.eval()(images))

@@ -174,7 +174,10 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         if "img_size" in hparams:  # checkpoints from before the schema parsed img_size hold an int
             hparams = {**hparams, "img_size": list(parse_img_size(hparams["img_size"]))}
         model = DigitClassifier(**hparams)
-        model.load_state_dict(checkpoint["state_dict"])
+        state = dict(checkpoint["state_dict"])
+        if "criterion.class_weight" in state:  # checkpoints from before nn.CrossEntropyLoss held the weight
+            state["criterion.weight"] = state.pop("criterion.class_weight")
+        model.load_state_dict(state)
     except (DigitclsError, RuntimeError, KeyError, TypeError, ValueError) as error:  # constructors trust their values
         raise CheckpointError(f"model_path: {path} does not match its own hyperparameters: {error}") from None
     return model.eval()
