@@ -36,15 +36,16 @@ from benchlib import (
     ensure_data,
     finish,
     log,
+    matmul_gflops,
     quiet_libraries,
     repeats,
     start_quiet,
     summarize,
     timed,
+    training_flops_per_image,
 )
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
-from torch.utils.flop_counter import FlopCounterMode
 
 from digitcls.data.cache import TensorSplit, load_split
 from digitcls.data.datamodule import DigitDataModule, ImageFolderDataset
@@ -146,28 +147,6 @@ class Trainee:
         return images_seen / (time.perf_counter() - started)
 
 
-def matmul_gflops(size: int, repeats: int = 20) -> float:
-    """The median GFLOP/s of an n x n fp32 matmul: the peak the training loop is measured against."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    times = []
-    for _ in range(repeats):
-        times.append(timed(lambda: a @ b)[1])
-    return 2 * size**3 / sorted(times)[len(times) // 2] / 1e9
-
-
-def training_flops_per_image(trainee: Trainee) -> float:
-    """Training FLOPs per image: 3 x the forward pass counted by ``FlopCounterMode`` (backward = 2 x forward,
-    the usual convention). The counter's own backward figure is not used: for depthwise convolutions it
-    counts the weight gradient as a dense convolution (65x the forward of a 64-channel 3x3 depthwise layer
-    in torch 2.14), which would credit MobileNetV3 with work it never does."""
-    images, _ = next(trainee.batches)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        trainee.model(images)
-    return 3 * counter.get_total_flops() / len(images)
-
-
 def compile_worker(args: argparse.Namespace, batch_size: int, steps: int, n_repeats: int) -> None:
     """Child process: compile the large model at 32 px, then time eager and compiled in turn."""
     out: dict[str, Any] = {}
@@ -241,7 +220,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trainees[f"{first_name}@{first_size}+per_file_loader"] = Trainee(
         first_name, first_size, per_file_batches(data_dir, first_size, batch_size)
     )
-    flops_per_image = {key: training_flops_per_image(trainee) for key, trainee in trainees.items()}
+    flops_per_image = {
+        key: training_flops_per_image(trainee.model, next(trainee.batches)[0]) for key, trainee in trainees.items()
+    }
     peak = matmul_gflops(args.matmul_size)
     for trainee in trainees.values():
         trainee.steps(1 if args.quick else 2)  # warm-up: first-touch allocations, oneDNN primitives

@@ -121,6 +121,14 @@ def ratios_table() -> str:
             where(latest),
         ],
         [
+            "`lightning_share_of_matmul`: training GFLOP/s through Lightning (as above) over an fp32 matmul's",
+            f"LightningModule + Trainer: {run['lightning_gflops']:.1f} GFLOP/s",
+            f"1024 x 1024 fp32 matmul: {run['matmul_gflops']:.0f} GFLOP/s",
+            f"**{percent(run['lightning_share_of_matmul'], 1)}**",
+            *target(latest, "lightning_share_of_matmul"),
+            where(latest),
+        ],
+        [
             "`predict_throughput_ratio`: img/s on the 10,000 test PNGs",
             f"`make predict`'s labelling on ONNX Runtime: {number(pm['predict_images_per_s'])}",
             f"one image at a time, like the tutorial: {pm['predict_one_at_a_time_images_per_s']:.1f}",

@@ -40,7 +40,12 @@ BENCHES: dict[str, ModuleType] = {
     "predict": bench_predict,
     "train": bench_train,
 }
-RATIOS = ("data_throughput_ratio", "lightning_overhead_ratio", "predict_throughput_ratio")
+RATIOS = (
+    "data_throughput_ratio",
+    "lightning_overhead_ratio",
+    "lightning_share_of_matmul",
+    "predict_throughput_ratio",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,6 +107,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"| plain PyTorch loop: {_fmt(metrics['plain_ms_per_step'], 1)} "
             f"| {metrics['lightning_overhead_ratio']:.3f} | {targets['lightning_overhead_ratio']['target']} "
             f"| {met('lightning_overhead_ratio')} |"
+        )
+        lines.append(
+            f"| training GFLOP/s through Lightning (as above) "
+            f"| LightningModule + Trainer: {_fmt(metrics['lightning_gflops'], 1)} "
+            f"| 1024 x 1024 fp32 matmul: {_fmt(metrics['matmul_gflops'])} "
+            f"| {metrics['lightning_share_of_matmul']:.1%} | {targets['lightning_share_of_matmul']['target']} "
+            f"| {met('lightning_share_of_matmul')} |"
         )
     if "predict" in details:
         d = details["predict"]

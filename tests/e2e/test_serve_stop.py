@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,29 @@ def test_processes_exit_with_a_killed_main_process(server: Server) -> None:
     os.kill(server.process.pid, signal.SIGKILL)
     stopped_after = seconds_until_stopped(server, sent_at)
     print(f"SIGKILL: port free and every process gone {stopped_after:.2f} s after it")
+
+
+@pytest.mark.parametrize("nohup", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["plain", "nohup"])
+def test_the_server_stops_with_the_shell_that_started_it(checkpoint: Path, tmp_path: Path, nohup: bool) -> None:
+    """A shell killed with SIGKILL sends its jobs no SIGHUP; the server stops anyway, unless started with nohup."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = f"{'nohup ' if nohup else ''}{sys.executable} -m digitcls.serve model_path={checkpoint} port={port}"
+    shell = subprocess.Popen(
+        ["bash", "-c", f"{command} > {log} 2>&1 & wait"], cwd=tmp_path, env=cli_env(), start_new_session=True
+    )
+    stopped = Server(shell, port, log)
+    try:
+        wait_until_healthy(stopped.url, shell, log, SERVE_START_TIMEOUT_S)
+        sent_at = time.monotonic()
+        os.kill(shell.pid, signal.SIGKILL)
+        if nohup:
+            time.sleep(2)
+            with urllib.request.urlopen(f"{stopped.url}/health", timeout=5) as answer:
+                assert answer.read() == b"ok"  # still answering: nohup means outlive the shell
+        else:
+            print(f"shell killed: server gone {seconds_until_stopped(stopped, sent_at):.2f} s later")
+            assert "digitcls serve: stopped on SIGTERM" in log.read_text()
+    finally:
+        for pid in group_members(shell.pid):
+            os.kill(pid, signal.SIGKILL)
