@@ -29,8 +29,15 @@ from typing import Any
 from benchlib import REPO_ROOT, RESULTS_DIR, add_busy_ok, log, machine_facts, start_quiet, timed, write_json
 
 # (minimum mean test accuracy over the seeds, maximum wall time per run in seconds, start-up included) on 2 CPU cores
-TARGETS = {"mbv3_quick": (0.990, 45), "mbv3": (0.9965, 30 * 60)}
+TARGETS = {"mbv3_quick": (0.990, 45), "mbv3": (0.997, 30 * 60)}
 TARGETS["mbv3_small"] = TARGETS["mbv3"]
+
+
+def meets_target(recipe: str, mean_acc: float, slowest_s: float) -> bool | None:
+    """Whether a recipe's record meets today's target (None: the recipe has none). The README's table asks
+    this of every record, so a record measured under an older target is judged by the current one."""
+    min_acc, max_s = TARGETS.get(recipe, (None, None))
+    return None if min_acc is None else bool(mean_acc >= min_acc and slowest_s <= max_s)
 
 
 def runs_dir(output: Path) -> Path:
@@ -80,7 +87,7 @@ def recipe_record(recipe: str, lines: list[dict[str, Any]], runs: Path) -> dict[
         "wall_time_s_median": statistics.median(walls),
         "target_test_acc_mean": min_acc,
         "target_wall_time_s": max_s,
-        "meets_target": None if min_acc is None else bool(mean >= min_acc and max(walls) <= max_s),
+        "meets_target": meets_target(recipe, mean, max(walls)),
         "hparams": hparams.read_text() if hparams.is_file() else None,
     }
 
