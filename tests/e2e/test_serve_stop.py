@@ -42,6 +42,11 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
 
 
+def hangup_as_default() -> None:
+    """The server started as from a terminal, even when the tests run under ``nohup`` (SIGHUP ignored, inherited)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return varied_checkpoint(tmp_path_factory.mktemp("serve_stop") / "varied.ckpt")
@@ -55,6 +60,7 @@ def server(checkpoint: Path, tmp_path: Path) -> Iterator[Server]:
         process = subprocess.Popen(
             [sys.executable, "-m", "digitcls.serve", f"model_path={checkpoint}", f"port={port}"],
             cwd=tmp_path, env=cli_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=hangup_as_default,
         )  # fmt: skip
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", process, log, SERVE_START_TIMEOUT_S)
@@ -172,8 +178,9 @@ def test_the_server_stops_with_the_shell_that_started_it(checkpoint: Path, tmp_p
     log = tmp_path / "serve.log"
     command = f"{'nohup ' if nohup else ''}{sys.executable} -m digitcls.serve model_path={checkpoint} port={port}"
     shell = subprocess.Popen(
-        ["bash", "-c", f"{command} > {log} 2>&1 & wait"], cwd=tmp_path, env=cli_env(), start_new_session=True
-    )
+        ["bash", "-c", f"{command} > {log} 2>&1 & wait"], cwd=tmp_path, env=cli_env(), start_new_session=True,
+        preexec_fn=hangup_as_default,
+    )  # fmt: skip
     stopped = Server(shell, port, log)
     try:
         wait_until_healthy(stopped.url, shell, log, SERVE_START_TIMEOUT_S)
