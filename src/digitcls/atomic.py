@@ -42,24 +42,21 @@ def _publish(tmp: Path, path: Path, durable: bool) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path, commit: bool = True, durable: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on leaving the block it replaces ``path``.
 
-    ``commit=False`` (e.g. a DDP rank other than 0, which takes part in a collective save but writes
-    nothing) neither renames nor removes anything. ``durable=False`` skips the flush to disk (~20 ms a file
-    on a busy disk): readers and interruptions still never see half a file, but a power cut may leave an
-    empty one, so it is only for data that is cheap to make again (the notebook's drawn digits).
+    ``durable=False`` skips the flush to disk (~20 ms a file on a busy disk): readers and interruptions still
+    never see half a file, but a power cut may leave an empty one, so it is only for data that is cheap to
+    make again (the notebook's drawn digits).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
-        if commit:
-            _publish(tmp, path, durable)
+        _publish(tmp, path, durable)
     finally:
-        if commit:
-            tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 @writer
@@ -79,9 +76,7 @@ def write_json(path: str | Path, payload: Any) -> Path:
 
 @writer
 def write_csv_atomically(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Temp file in the same folder, then rename: readers see the old file or the new one, never half.
-
-    Always valid UTF-8: a file name that is not (undecodable bytes, kept by Python as surrogates) is written
+    """Always valid UTF-8: a file name that is not (undecodable bytes, kept by Python as surrogates) is written
     with backslash escapes instead of failing the whole file. Commas, quotes and newlines in names are
     quoted, so pandas reads every name back as it was."""
     with atomic_path(path) as tmp:

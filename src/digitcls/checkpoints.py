@@ -72,9 +72,7 @@ def read_checkpoint(
 def to_plain(obj: Any, where: str = "checkpoint") -> Any:
     """``obj`` with every value a ``weights_only`` load accepts: tensors, plain containers, numbers,
     strings. Modules become their state dict, configs and paths plain values; anything else is an error."""
-    if isinstance(obj, torch.Tensor | str | bytes | int | float | bool | complex | type(None)):
-        return obj
-    if isinstance(obj, torch.device | torch.dtype):
+    if isinstance(obj, torch.Tensor | torch.device | torch.dtype | str | bytes | int | float | complex | None):
         return obj
     if isinstance(obj, torch.nn.Module):
         return to_plain(obj.state_dict(), where)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from types import ModuleType
 from typing import Any
 
@@ -52,8 +52,6 @@ def output_stride_problem(model_name: str, output_stride: int) -> str | None:
 
 # --- model_name: timm's names (timm imported only for one of them)
 
-TIMM_INSTALL = "pip install -e '.[timm]'"
-
 
 def timm_architecture(model_name: str) -> str | None:
     """timm's name for ``model_name`` (one of :data:`TIMM_ALIASES` or ``timm/<name>``); None for torchvision's."""
@@ -67,8 +65,8 @@ def import_timm(model_name: str) -> ModuleType:
         import timm
     except ImportError:
         raise ConfigError(
-            f"model_name: {model_name} is built by timm, which is not installed. Install the timm extra "
-            f"({TIMM_INSTALL}, or pip install timm), or use mobilenetv3, mobilenetv3_small or shufflenetv2."
+            f"model_name: {model_name} is built by timm, which is not installed. Install the timm extra (pip "
+            "install -e '.[timm]', or pip install timm), or use mobilenetv3, mobilenetv3_small or shufflenetv2."
         ) from None
     return timm
 
@@ -91,7 +89,7 @@ def timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is impor
         config = timm.get_pretrained_cfg(architecture, allow_unregistered=False)
     except RuntimeError as error:  # an unknown `.tag`
         raise ConfigError(f"model_name: {model_name}: {error} {hint}.") from None
-    if config is None or not config.classifier:
+    if not config.classifier:  # allow_unregistered=False: never None
         raise ConfigError(f"model_name: timm has no configuration (head, mean, std) for {architecture!r}. {hint}.")
     return config
 
@@ -103,8 +101,6 @@ def check_model_name(model_name: str) -> None:
 
 
 # --- augment (applied by digitcls.data.transforms.batch_augment)
-
-AUGMENT_KEYS = ("degrees", "translate", "scale", "shear")
 
 
 @dataclass(frozen=True)
@@ -122,7 +118,7 @@ class AffineAugment:
 
     @property
     def is_identity(self) -> bool:
-        return self.degrees == 0 and self.translate == (0, 0) and self.scale == (1, 1) and self.shear == 0
+        return self == AffineAugment()
 
 
 def parse_augment(augment: Mapping | AffineAugment | None) -> AffineAugment:
@@ -135,9 +131,9 @@ def parse_augment(augment: Mapping | AffineAugment | None) -> AffineAugment:
         return augment
     if not augment:
         return AffineAugment()
-    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
-    if unknown:
-        raise ConfigError(f"augment: unknown key(s) {unknown}; valid keys: {', '.join(AUGMENT_KEYS)}.")
+    keys = [key.name for key in fields(AffineAugment)]
+    if unknown := sorted(set(augment) - set(keys)):
+        raise ConfigError(f"augment: unknown key(s) {unknown}; valid keys: {', '.join(keys)}.")
     try:
         params = AffineAugment(
             degrees=abs(float(augment.get("degrees") or 0.0)),
@@ -235,7 +231,6 @@ SCHEDULER_FORMS: dict[str, SchedulerForm] = {
     ),
     "none": SchedulerForm("none", ("none",), "constant `learning_rate`", "none"),
 }  # fmt: skip
-_PATTERNS = {kind: re.compile(form.pattern, re.IGNORECASE | re.ASCII) for kind, form in SCHEDULER_FORMS.items()}
 
 
 def scheduler_table() -> str:
@@ -255,7 +250,7 @@ class SchedulerSpec:
     """
 
     kind: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any]
 
 
 def _invalid(spec: object, reason: str = "") -> ConfigError:
@@ -270,10 +265,10 @@ def _invalid(spec: object, reason: str = "") -> ConfigError:
 def parse_scheduler(spec: str) -> SchedulerSpec:
     """Parse the ``scheduler`` string; anything but a whole valid form raises :class:`ConfigError`."""
     if isinstance(spec, str):
-        for kind, pattern in _PATTERNS.items():
-            if match := pattern.fullmatch(spec):
+        for kind, form in SCHEDULER_FORMS.items():
+            if match := re.fullmatch(form.pattern, spec, re.IGNORECASE | re.ASCII):
                 try:
-                    return SchedulerSpec(kind, SCHEDULER_FORMS[kind].read(*match.groups()))
+                    return SchedulerSpec(kind, form.read(*match.groups()))
                 except ValueError as error:
                     raise _invalid(spec, str(error)) from None
     raise _invalid(spec)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
@@ -38,9 +37,18 @@ from digitcls.runs import newest_best_checkpoint, writable_folder, write_summary
 from digitcls.schema import validated
 
 
-def build_metrics(class_number: int) -> MetricCollection:
-    n = class_number
-    return MetricCollection(
+def score_folder(
+    predictor: Predictor, root: str | Path, batch_size: int = 256, num_workers: int = 0, on_bad_image: str = "skip",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Metric values, and one row per image (path, true, predicted, confidence) for the galleries."""
+    samples = labelled_samples(
+        Path(root), predictor.class_names, "eval", classes_from=f"the classes of model_path {predictor.path}"
+    )
+    dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image, max_image_pixels)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labelled)
+    n = len(predictor.class_names)
+    metrics = MetricCollection(
         {
             "accuracy": MulticlassAccuracy(num_classes=n, average="micro"),
             "precision_macro": MulticlassPrecision(num_classes=n, average="macro"),
@@ -52,19 +60,6 @@ def build_metrics(class_number: int) -> MetricCollection:
             "confusion": MulticlassConfusionMatrix(num_classes=n),
         }
     )
-
-
-def score_folder(
-    predictor: Predictor, root: str | Path, batch_size: int = 256, num_workers: int = 0, on_bad_image: str = "skip",
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Metric values, and one row per image (path, true, predicted, confidence) for the galleries."""
-    samples = labelled_samples(
-        Path(root), predictor.class_names, "eval", classes_from=f"the classes of model_path {predictor.path}"
-    )
-    dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image, max_image_pixels)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labelled)
-    metrics = build_metrics(len(predictor.class_names))
     true, predicted, confidence = [], [], []
     for batch in loader:
         if batch is None:  # every image in it was unreadable (and skipped, with a warning)
@@ -89,11 +84,10 @@ def score_folder(
 
 
 def per_class_table(values: dict[str, torch.Tensor], class_names: list[str]) -> pd.DataFrame:
-    confusion = values["confusion"].numpy()
     return pd.DataFrame(
         {
             "class": class_names,
-            "support": confusion.sum(axis=1),
+            "support": values["confusion"].numpy().sum(axis=1),
             "precision": values["precision"].numpy(),
             "recall": values["recall"].numpy(),
             "f1": values["f1"].numpy(),
@@ -129,7 +123,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         predictor, cfg.eval_path, cfg.batch_size, cfg.num_workers, cfg.on_bad_image, cfg.max_image_pixels
     )
     table = per_class_table(values, predictor.class_names)
-    confusion = values["confusion"].numpy().astype(np.int64)
+    confusion = values["confusion"].numpy()  # int64: torchmetrics counts in long
     write_csv_atomically(table, output_dir / "per_class.csv")
     write_csv_atomically(
         pd.DataFrame(confusion, index=predictor.class_names, columns=predictor.class_names).reset_index(
@@ -140,10 +134,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint": str(model_path),
         "eval_path": str(cfg.eval_path),
         "n_images": int(confusion.sum()),
-        "accuracy": float(values["accuracy"]),
-        "precision_macro": float(values["precision_macro"]),
-        "recall_macro": float(values["recall_macro"]),
-        "f1_macro": float(values["f1_macro"]),
+        **{key: float(values[key]) for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro")},
         "per_class": table.to_dict(orient="records"),
         "seconds": round(time.perf_counter() - started, 2),
     }

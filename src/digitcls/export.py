@@ -35,10 +35,6 @@ class Inference(nn.Module):
         return self.backbone((images - self.mean) / self.std)
 
 
-def _example(model: DigitClassifier, batch: int = 2) -> torch.Tensor:
-    return torch.rand(batch, 3, *model.img_size)
-
-
 @writer
 def export_onnx(
     model: DigitClassifier, path: Path, opset: int = 18, extra_metadata: dict[str, str] | None = None
@@ -51,8 +47,9 @@ def export_onnx(
                 "model_name": model.hparams.model_name, "input": "float RGB in [0, 1], N x 3 x H x W"}
     with atomic_path(path) as tmp:
         torch.onnx.export(
-            Inference(model), (_example(model),), str(tmp), input_names=["images"], output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+            Inference(model), (torch.rand(2, 3, *model.img_size),), str(tmp), input_names=["images"],
+            output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset, dynamo=False,
         )
         graph = onnx.load(str(tmp))
         for key, value in {**metadata, **(extra_metadata or {})}.items():
@@ -63,7 +60,7 @@ def export_onnx(
 
 @writer
 def export_torchscript(model: DigitClassifier, path: Path) -> Path:
-    traced = torch.jit.trace(Inference(model), _example(model))
+    traced = torch.jit.trace(Inference(model), torch.rand(2, 3, *model.img_size))
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
     return path

@@ -1,19 +1,16 @@
 """One way to run a trained model on batches, whether it is a Lightning checkpoint or an ONNX export.
 
-A checkpoint runs on onnxruntime when it is installed (the ``export`` extra): it is exported once to
-``<name>.ckpt.onnx`` beside it (not ``<name>.onnx``, which is `make export`'s file) and re-exported when the
-checkpoint changes. The export records which checkpoint it was made from in its metadata: the checkpoint's
-size and modification time (nanoseconds), plus :data:`FORMAT` for the export code itself; any difference,
-e.g. ``last.ckpt`` rewritten by a later epoch, and it is made again. Size and time rather than a hash:
-reading a large checkpoint to hash it would cost more than the start-up this cache saves. Without
-onnxruntime it runs on torch. Both give the same probabilities (to float rounding).
-
-torch and Lightning are imported only on the torch path and for the one-off export: onnxruntime starts
-in a fraction of a second, ``import lightning`` takes several.
+With onnxruntime installed (the ``export`` extra) a checkpoint runs through its export, cached beside it as
+``<name>.ckpt.onnx`` (not ``<name>.onnx``, `make export`'s file). The export's metadata records the
+checkpoint's size and mtime (ns) and :data:`FORMAT`; any difference (``last.ckpt`` rewritten by a later epoch)
+and it is made again. Not a hash: reading a large checkpoint would cost more than the start-up the cache
+saves. Without onnxruntime it runs on torch; both give the same probabilities (to float rounding).
+torch and Lightning are imported only on the torch path and for the export (``import lightning`` is slow).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -59,19 +56,16 @@ class Predictor:
         return torch.from_numpy(self.run(images.cpu().numpy()))
 
 
-def onnxruntime_available() -> bool:
-    """True when the ``export`` extra is installed (both packages: onnx writes the export)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
-
-
 def load_predictor(path: str | Path, backend: Backend = "auto") -> Predictor:
     """The model in ``path`` (a ``.ckpt`` or an ``.onnx`` export) on ``backend``; ``auto`` = onnxruntime
     when installed, else torch. A checkpoint whose export fails (an operator ONNX lacks, a read-only
     folder) runs on torch under ``auto``, with a warning saying why."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        return onnx_predictor(path)
-    if backend == "torch" or (backend == "auto" and not onnxruntime_available()):
+        return _session_predictor(path, *_open_session(path))
+    # the `export` extra is both packages: onnx writes the export
+    exportable = all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+    if backend == "torch" or (backend == "auto" and not exportable):
         return torch_predictor(path)
     try:
         return cached_onnx_predictor(path)
@@ -113,10 +107,8 @@ def cached_onnx_predictor(checkpoint: Path) -> Predictor:
     cache, key = cache_path(checkpoint), source_key(checkpoint)
     opened = None
     if cache.is_file():
-        try:
+        with contextlib.suppress(CheckpointError):  # a damaged cache is simply made again
             opened = _open_session(cache)
-        except CheckpointError:  # a damaged cache is simply made again
-            opened = None
     if opened is None or opened[1].get(SOURCE_KEY) != key:
         export_cache(checkpoint, cache, key)
         opened = _open_session(cache)
@@ -137,11 +129,6 @@ def torch_predictor(path: Path) -> Predictor:
     return Predictor(path, list(model.class_names), model.img_size, "torch", run)
 
 
-def onnx_predictor(path: Path) -> Predictor:
-    """An ONNX export (``python -m digitcls.export``) on onnxruntime."""
-    return _session_predictor(path, *_open_session(path))
-
-
 def _open_session(path: Path) -> tuple[InferenceSession, dict[str, str]]:
     """(session over every usable core, the file's metadata)."""
     try:
@@ -155,7 +142,6 @@ def _open_session(path: Path) -> tuple[InferenceSession, dict[str, str]]:
         raise CheckpointError(f"model_path: {path} does not exist; export one with `make export MODEL=<ckpt>`.")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-    options.inter_op_num_threads = 1  # one graph at a time: the parallelism is inside each operator
     # idle operator threads sleep instead of spinning: they share the cores with the decoding threads, and
     # spinning made labelling 10,000 PNGs 1.35x slower on 2 cores (5.3 s vs 3.9 s, MobileNetV3-small)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

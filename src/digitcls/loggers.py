@@ -62,9 +62,7 @@ def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
     # the logger configs under a root whose output_dir is this run's folder: their `${output_dir}` resolves to it
     root = OmegaConf.create({"output_dir": str(output_dir), "logger": OmegaConf.to_container(cfg.get("logger") or {})})
     chosen = dict(root.logger)
-    csv_spec = chosen.pop("csv", None)
-    csv: dict[str, Any] = OmegaConf.to_container(csv_spec, resolve=True) if csv_spec else {}  # type: ignore
-    loggers: list[Logger] = [CSVLogger(save_dir=output_dir, name="", version="", **csv)]
+    loggers: list[Logger] = [CSVLogger(save_dir=output_dir, name="", version="", **(chosen.pop("csv", None) or {}))]
     for name, spec in chosen.items():
         if name not in TRACKERS or "_target_" not in (spec or {}):
             raise ConfigError(

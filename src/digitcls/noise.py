@@ -20,16 +20,13 @@ RANK_ZERO_LOGGERS = (
 )
 
 
-class DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip:")
 
 
 def silence_third_party_noise() -> None:
     for name in RANK_ZERO_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(existing, DropTips) for existing in logger.filters):
-            logger.addFilter(DropTips())
+        logging.getLogger(name).addFilter(_not_a_tip)  # addFilter skips a filter that is already there
     warnings.filterwarnings(
         "ignore",
         message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",

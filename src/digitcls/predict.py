@@ -13,7 +13,6 @@ imported only by the code that needs them (``python -X importtime -m digitcls.pr
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -108,12 +107,6 @@ def label_folder(
     return predictions, pd.DataFrame(errors, columns=["path", "reason"])
 
 
-def true_class(image_id: str, class_names: list[str]) -> str | None:
-    """The truth when the image's parent folder is named after a class (as in data/test/<digit>/)."""
-    parent = Path(image_id).parent.name
-    return parent if parent in class_names else None
-
-
 def prediction_grid(
     predictions: pd.DataFrame, root: Path, class_names: list[str], preprocess: str, count: int, seed: int,
     path: str | Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
@@ -121,15 +114,14 @@ def prediction_grid(
     from digitcls.preprocess import PREPROCESSORS
     from digitcls.reports.plots import image_grid  # matplotlib: only when a picture is asked for
 
-    rows = random.Random(seed).sample(range(len(predictions)), min(count, len(predictions)))
     images, titles, wrong = [], [], []
     transform = PREPROCESSORS[preprocess]
-    for row in sorted(rows):
-        image_id, label, confidence = predictions.iloc[row][COLUMNS]
+    sample = predictions.sample(min(count, len(predictions)), random_state=seed).sort_index()
+    for image_id, label, confidence in sample[COLUMNS].itertuples(index=False):
         image = read_image(root / image_id, max_image_pixels)
         images.append(transform(image) if transform else image)
-        truth = true_class(image_id, class_names)
-        wrong.append(truth is not None and truth != label)
+        truth = Path(image_id).parent.name  # the truth when the parent folder is a class (data/test/<digit>/)
+        wrong.append(truth in class_names and truth != label)
         titles.append(f"{label} ({confidence:.0%})" + (f"\ntrue {truth}" if wrong[-1] else ""))
     return image_grid(images, titles, wrong, path, suptitle=f"predictions on {root} (red: wrong)")
 

@@ -42,7 +42,8 @@ def mobilenet_v3_blocks(architecture: str) -> tuple[list[InvertedResidualConfig]
     """torchvision's MobileNetV3 block table and last channel count (``mobilenet_v3_large``/``_small``).
 
     Only torchvision's ``_mobilenet_v3_conf`` returns it; the public builders return a finished network, and
-    digitcls sets block strides (``output_stride``) before building, as torchvision's own ``dilated=True`` does.
+    digitcls sets the first stride-2 blocks' strides (``output_stride``) before building; torchvision's ``dilated=True``
+    would dilate the last stage instead.
     """
     return _mobilenet_v3_conf(architecture)
 

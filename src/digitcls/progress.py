@@ -12,8 +12,6 @@ from typing import Any, TextIO
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-PLAIN_EVERY_S = 30.0
-
 
 def progress_bar(stream: TextIO | None = None) -> ProgressBar:
     """RichProgressBar when ``stream`` (default stdout) is a terminal, else PlainProgressBar."""
@@ -28,11 +26,15 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
 
 
+def _epoch(trainer: L.Trainer) -> str:
+    return f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+
+
 class PlainProgressBar(ProgressBar):
     """One line every ``every_s`` seconds while training (epoch, batch, percent, time spent and left, the
     progress-bar metrics), and one line per finished epoch with its validation metrics."""
 
-    def __init__(self, every_s: float = PLAIN_EVERY_S, stream: TextIO | None = None) -> None:
+    def __init__(self, every_s: float = 30.0, stream: TextIO | None = None) -> None:
         super().__init__()
         self.every_s = every_s
         self.stream = stream  # None: sys.stdout at print time (a stream does not pickle for ddp_spawn)
@@ -50,9 +52,6 @@ class PlainProgressBar(ProgressBar):
         if self._enabled:
             print(*args, file=self.stream or sys.stdout, flush=True, **kwargs)
 
-    def _epoch(self, trainer: L.Trainer) -> str:
-        return f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
-
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_started = self._last_line = time.monotonic()
 
@@ -69,7 +68,9 @@ class PlainProgressBar(ProgressBar):
         if isinstance(total, int) and total > 0:
             left = spent / done * (total - done)
             where += f" ({done / total:.0%}, {_duration(spent)} spent, {_duration(left)} left)"
-        self.print(f"{self._epoch(trainer)}  {where}  {_metrics_text(self.get_metrics(trainer, pl_module))}")
+        metrics = self.get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the CSV logger's version: always empty here
+        self.print(f"{_epoch(trainer)}  {where}  {_metrics_text(metrics)}")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -78,16 +79,11 @@ class PlainProgressBar(ProgressBar):
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val_", "train_"))
         }
         took = _duration(time.monotonic() - self._epoch_started)
-        self.print(f"{self._epoch(trainer)} done in {took}  {_metrics_text(metrics)}")
+        self.print(f"{_epoch(trainer)} done in {took}  {_metrics_text(metrics)}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
         self.print(f"test  {_metrics_text(metrics)}")
-
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)  # the CSV logger's version: always empty here
-        return metrics
 
 
 class EpochLines(L.Callback):
@@ -125,7 +121,7 @@ class EpochLines(L.Callback):
             return
         val_acc = trainer.callback_metrics.get("val_acc")
         parts = [
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+            _epoch(trainer),
             f"train_loss {self._loss_sum / self._images:.4f}",
             f"val_acc {float(val_acc):.4f}" if val_acc is not None else "val_acc -",
             f"elapsed {_duration(time.monotonic() - self._fit_started)}",

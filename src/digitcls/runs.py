@@ -45,7 +45,7 @@ def resume_checkpoint(ckpt_path: str | None, resume: bool, output_dir: Path) -> 
     own = output_dir / "checkpoints" / "last.ckpt"
     if own.is_file():
         return own
-    found = newest([p for p in RUN_ROOTS[0].rglob("last.ckpt")]) if RUN_ROOTS[0].is_dir() else None
+    found = newest(list(RUN_ROOTS[0].rglob("last.ckpt")))
     if found is None:
         raise CheckpointError(
             "resume=true: no last.ckpt under outputs/ to continue from. Start a fresh run without resume, "

@@ -15,18 +15,12 @@ from digitcls.errors import DataError
 from digitcls.reports.sweep import SUMMARY_MD, job_dirs, write_sweep_summary
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m digitcls.summarize", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. multirun/2024-05-01/12-00-00")
-    parser.add_argument("--no-plot", action="store_true", help="skip val_acc_curves.png")
-    return parser.parse_args(argv)
-
-
 @friendly_errors
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m digitcls.summarize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. multirun/2024-05-01/12-00-00")
+    parser.add_argument("--no-plot", action="store_true", help="skip val_acc_curves.png")
+    args = parser.parse_args(argv)
     sweep_dir: Path = args.sweep_dir
     if not job_dirs(sweep_dir):
         raise DataError(

@@ -7,6 +7,7 @@ Thin by design: compose the config, build the pieces, run them. ``train(cfg)`` r
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -175,10 +176,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _epoch_of(checkpoint: BestCheckpoint) -> int | None:
-    """Epoch of the best checkpoint, read from its `_e{epoch}_` file name."""
-    stem = Path(checkpoint.best_model_path).stem if checkpoint.best_model_path else ""
-    parts = [p for p in stem.split("_") if p.startswith("e") and p[1:].isdigit()]
-    return int(parts[-1][1:]) if parts else None
+    """Epoch of the best checkpoint, read from its `_e{epoch}_{val_acc}.ckpt` file name."""
+    found = re.search(r"_e(\d+)_[^_/]*$", checkpoint.best_model_path or "")
+    return int(found.group(1)) if found else None
 
 
 def print_summary(summary: dict[str, Any]) -> None:

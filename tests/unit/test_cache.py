@@ -79,7 +79,8 @@ def test_datamodule_serves_whole_batches_from_memory(tiny_folders: Path) -> None
     batches = list(cached.train_dataloader())
     assert [len(y) for _, y in batches] == [64, 64, 64, 8]
     seen = torch.cat([y for _, y in batches])
-    assert sorted(seen.tolist()) == sorted(plain.train_dataset.targets)  # each image once per epoch
+    # each image once per epoch
+    assert sorted(seen.tolist()) == sorted(label for _, label in plain.train_dataset.samples)
     val_cached = torch.cat([x for x, _ in cached.val_dataloader()])
     val_plain = torch.cat([x for x, _ in plain.val_dataloader()])
     assert torch.equal(val_cached, val_plain)  # same order and pixels outside training

@@ -42,7 +42,7 @@ def test_setup_fit_classes_sizes_and_batches(tiny_folders: Path) -> None:
     loader = dm.train_dataloader()
     assert len(loader) == math.ceil(200 / 16) and not loader.drop_last
     assert not loader.pin_memory and not loader.persistent_workers
-    assert sorted(all_labels(loader)) == sorted(dm.train_dataset.targets)
+    assert sorted(all_labels(loader)) == sorted(label for _, label in dm.train_dataset.samples)
 
 
 def test_labels_follow_folder_names(tiny_folders: Path) -> None:
@@ -108,7 +108,8 @@ def test_train_shuffle_is_seeded(tiny_folders: Path) -> None:
     assert order(5) != order(6)
     dm = make_dm(tiny_folders, img_size=(16, 16), batch_size=200)
     dm.setup("fit")
-    assert next(iter(dm.val_dataloader()))[1].tolist() == dm.val_dataset.targets  # val is not shuffled
+    val_labels = [label for _, label in dm.val_dataset.samples]
+    assert next(iter(dm.val_dataloader()))[1].tolist() == val_labels  # val is not shuffled
 
 
 def test_augmentation_only_while_training(tiny_folders: Path) -> None:

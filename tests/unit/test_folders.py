@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digitcls.data.folders import discover_classes, labelled_samples, list_images, unlabelled_samples
+from digitcls.data.folders import discover_classes, labelled_samples, unlabelled_samples
 from digitcls.errors import DataError
 
 
@@ -21,7 +21,7 @@ def rel(root: Path, paths: list[Path]) -> list[str]:
     return [p.relative_to(root).as_posix() for p in paths]
 
 
-def test_list_images_recursive_any_case_hidden_and_strays_skipped(tmp_path: Path) -> None:
+def test_listing_recursive_any_case_hidden_and_strays_skipped(tmp_path: Path) -> None:
     touch(
         tmp_path,
         "a/10.png",
@@ -39,7 +39,7 @@ def test_list_images_recursive_any_case_hidden_and_strays_skipped(tmp_path: Path
         "a/8.gif",
         "a/png",
     )
-    assert rel(tmp_path, list_images(tmp_path)) == [
+    assert rel(tmp_path, unlabelled_samples(tmp_path)) == [
         "a/1.Jpg",
         "a/2.PNG",
         "a/10.png",
@@ -49,10 +49,10 @@ def test_list_images_recursive_any_case_hidden_and_strays_skipped(tmp_path: Path
     ]
 
 
-def test_list_images_survives_a_symlink_loop(tmp_path: Path) -> None:
+def test_listing_survives_a_symlink_loop(tmp_path: Path) -> None:
     touch(tmp_path, "a/1.png")
     (tmp_path / "a" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
-    assert rel(tmp_path, list_images(tmp_path)) == ["a/1.png"]
+    assert rel(tmp_path, unlabelled_samples(tmp_path)) == ["a/1.png"]
 
 
 def test_classes_natural_order_folders_only(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Ctrl-C in-process with a real Trainer: stop at the batch boundary, last.ckpt saved by Lightning's
-OnExceptionCheckpoint, exit status 130; other errors save nothing. (Subprocess resume: test_resume_kill.py.)"""
+"""Ctrl-C in-process with a real Trainer: stop at the batch boundary, last.ckpt saved by digitcls's
+interrupt callback, exit status 130; other errors save nothing. (Subprocess resume: test_resume_kill.py.)"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from digitcls.data.cache import TensorSplit
 from digitcls.data.datamodule import DigitDataModule
-from digitcls.data.samplers import EpochShuffle, Shard
+from digitcls.data.samplers import EpochShuffle
 from digitcls.errors import DataError
 
 
@@ -69,11 +69,6 @@ def test_fewer_evaluation_images_than_processes_is_refused(monkeypatch: pytest.M
     dm.val_dataset = numbered_split(3, "per-file")
     with pytest.raises(DataError, match="an evaluation set of 3 images cannot be shared by 4 processes"):
         dm.val_dataloader()
-
-
-def test_shard_is_strided_and_sized() -> None:
-    assert list(Shard(10, rank=1, world=4)) == [1, 5, 9] and len(Shard(10, rank=1, world=4)) == 3
-    assert list(Shard(2, rank=3, world=4)) == [] and len(Shard(2, rank=3, world=4)) == 0
 
 
 def test_training_order_depends_on_seed_and_epoch_only() -> None:

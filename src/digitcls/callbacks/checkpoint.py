@@ -18,10 +18,8 @@ from digitcls.atomic import atomic_path, writer
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but into a temporary file beside ``path`` that is then renamed over it.
 
-    Lightning writes to a file in the *system* temp folder and moves it: a rename only when that folder is on
-    the checkpoint's filesystem; otherwise a copy into the final name, which a kill or a full disk leaves
-    truncated. Beside the target the rename is always atomic: readers (and ``resume=true``) see the old
-    checkpoint or the new one. Lightning calls it on global rank 0 only; :class:`BestCheckpoint` installs it.
+    Lightning writes to a file in the *system* temp folder and moves it, a copy (which a kill leaves truncated)
+    when that folder is on another filesystem. Lightning calls it on global rank 0 only.
     """
 
     @writer
@@ -34,23 +32,12 @@ class BestCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` on ``val_acc`` (max) named ``{model_name}_e{epoch}_{val_acc:.5f}.ckpt`` plus ``last.ckpt``.
 
     ``save_best_only`` says *when* a file is written (true: when val_acc improves; false: every epoch),
-    ``save_one_only`` whether older ones are deleted (the tutorial's meaning) — but never the best one (the
-    tutorial's bug deleted it in favour of a worse one):
+    ``save_one_only`` whether older ones are deleted, but never the best one (the tutorial's bug); the four
+    combinations are tabled in docs/configuration.md.
 
-    =============== =============== ===========================================================
-    save_best_only  save_one_only   files kept (besides ``last.ckpt``)
-    =============== =============== ===========================================================
-    true            true            one: the best; replaced only by a strictly better epoch
-    true            false           one per improvement of val_acc, none deleted
-    false           true            the newest epoch's and the best (one file when they coincide)
-    false           false           one per epoch, none deleted
-    =============== =============== ===========================================================
-
-    ``last.ckpt`` is rewritten at the end of *every* epoch, after the epoch's own file, by this class rather
-    than by Lightning's ``save_last`` (Lightning 2.6 rewrites it only when a top-k file was saved in the same
-    step, i.e. only when val_acc improved: a run killed after a few epochs without improvement would resume
-    from the last improvement, not from where it stopped). Every file is written atomically
-    (:class:`AtomicCheckpointIO`, installed in :meth:`setup`).
+    ``last.ckpt`` is rewritten at the end of *every* epoch by this class, not by Lightning's ``save_last``:
+    Lightning 2.6 rewrites it only when a top-k file was saved in the same step, so a run killed after epochs
+    without improvement would resume from the last improvement, not from where it stopped.
     """
 
     def __init__(self, dirpath: str | Path, model_name: str, save_best_only: bool, save_one_only: bool) -> None:

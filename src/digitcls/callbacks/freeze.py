@@ -28,8 +28,10 @@ def body_of(pl_module: pl.LightningModule) -> nn.Module:
     return backbone_body(backbone)
 
 
-def _batchnorms(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, BatchNorm)]
+def _set_batchnorm_mode(pl_module: pl.LightningModule, training: bool) -> None:
+    for module in body_of(pl_module).modules():
+        if isinstance(module, BatchNorm):
+            module.train(training)
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -76,8 +78,7 @@ class FreezeBackbone(BaseFinetuning):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # here and not at freeze time: Lightning warns about modules left in eval mode before this hook
         if self.frozen:
-            for bn in _batchnorms(body_of(pl_module)):
-                bn.eval()
+            _set_batchnorm_mode(pl_module, training=False)
 
     def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         # `>=`, not `==`: a run resumed after the unfreeze epoch must unfreeze too
@@ -94,8 +95,7 @@ class FreezeBackbone(BaseFinetuning):
             for config in pl_module.trainer.lr_scheduler_configs:
                 if config.scheduler.optimizer is optimizer:
                     adopt_new_param_groups(config.scheduler)
-        for bn in _batchnorms(body):
-            bn.train()
+        _set_batchnorm_mode(pl_module, training=True)
         self.frozen = False
         log.info("freeze: backbone body unfrozen at epoch %d", epoch)
 
@@ -103,6 +103,5 @@ class FreezeBackbone(BaseFinetuning):
         # a run that ends before the unfreeze epoch leaves the module as it found it
         if self.frozen:
             self.make_trainable(body_of(pl_module))
-            for bn in _batchnorms(body_of(pl_module)):
-                bn.train()
+            _set_batchnorm_mode(pl_module, training=True)
             self.frozen = False

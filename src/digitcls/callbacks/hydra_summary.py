@@ -42,17 +42,6 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def write_job_status(output_dir: Path, job: int, error: BaseException | None, wall_time_s: float) -> Path:
-    status = {
-        "job": job,
-        "status": "failed" if error else "ok",
-        "error": describe(error) if error else None,
-        "traceback": "".join(traceback.format_exception(error)) if error else None,
-        "wall_time_s": round(wall_time_s, 2),
-    }
-    return atomic.write_json(output_dir / JOB_STATUS_FILE, status)
-
-
 class SweepSummary(Callback):
     """Per-job status files and the end-of-sweep summary. ``plot``: also draw val_acc_curves.png."""
 
@@ -72,7 +61,14 @@ class SweepSummary(Callback):
         failed = job_return.status == JobStatus.FAILED
         error: BaseException | None = failed_job_error(job_return) if failed else None
         if is_global_rank_zero():
-            write_job_status(Path(output_dir), config.hydra.job.num, error, wall_time)
+            status = {
+                "job": config.hydra.job.num,
+                "status": "failed" if error else "ok",
+                "error": describe(error) if error else None,
+                "traceback": "".join(traceback.format_exception(error)) if error else None,
+                "wall_time_s": round(wall_time, 2),
+            }
+            atomic.write_json(Path(output_dir) / JOB_STATUS_FILE, status)
         if error is not None:
             # user errors carry a full explanation; anything else deserves its traceback in the job log
             log.error(

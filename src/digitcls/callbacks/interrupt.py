@@ -1,21 +1,13 @@
 """Ctrl-C during training: finish the batch, save ``last.ckpt`` atomically, exit 130 with how to resume.
 
-Lightning alone catches ``KeyboardInterrupt`` wherever it lands (possibly half-way through an optimizer
-step), calls the callbacks' ``on_exception`` and then ``sys.exit(1)``. This callback instead turns the first
-Ctrl-C into a request, honoured at the next batch boundary, where the state is consistent (the same point
-``ModelCheckpoint(every_n_train_steps=...)`` saves at, which Lightning resumes mid-epoch), by raising
-:class:`TrainingInterrupted`, a ``SystemExit(130)``. Lightning then runs its cleanup for it (callbacks'
-``on_exception``, loggers' ``finalize`` so metrics.csv is flushed, teardown) and re-raises; nothing above
-catches ``SystemExit``, so the process ends with status 130 (128 + SIGINT) and no traceback.
-
-The save is what Lightning's ``OnExceptionCheckpoint`` does (``trainer.save_checkpoint`` from
-``on_exception``), writing ``<checkpoint dir>/last.ckpt`` (atomically with
-:class:`~digitcls.callbacks.checkpoint.AtomicCheckpointIO`), limited to interruptions: Ctrl-C, a
-``KeyboardInterrupt`` that bypassed the handler (training outside the main thread) and Lightning's
-``SIGTERMException`` (SIGTERM: Lightning stops at the batch boundary; the process then exits 143); any other error leaves the previous ``last.ckpt`` as it was. A second Ctrl-C stops
-at once without saving. It is not a subclass of ``OnExceptionCheckpoint``: with one of those among the
-callbacks, Lightning 2.6 turns ``fit(ckpt_path=None)`` into ``ckpt_path="last"`` and silently resumes from
-whatever ``last.ckpt`` the folder holds, which ``resume=false`` must never do (``tests/unit/test_interrupt.py``).
+Lightning alone catches ``KeyboardInterrupt`` wherever it lands (possibly half-way through an optimizer step)
+and exits 1. Here the first Ctrl-C is a request, honoured at the next batch boundary (where Lightning resumes
+mid-epoch) by raising :class:`TrainingInterrupted`, a ``SystemExit(130)`` that Lightning cleans up after
+(callbacks' ``on_exception``, loggers' ``finalize``) and re-raises. The save is ``OnExceptionCheckpoint``'s,
+limited to interruptions (Ctrl-C, a ``KeyboardInterrupt`` outside the main thread, SIGTERM: exit 143); any
+other error leaves ``last.ckpt`` as it was, and a second Ctrl-C stops at once without saving. Not a subclass
+of ``OnExceptionCheckpoint``: with one among the callbacks, Lightning 2.6 turns ``fit(ckpt_path=None)`` into
+``ckpt_path="last"`` and silently resumes, which ``resume=false`` must never do (``tests/unit/test_interrupt.py``).
 """
 
 from __future__ import annotations
@@ -59,8 +51,6 @@ class InterruptCheckpoint(Callback):
         self._pid: int | None = None
         self._previous: Any = None
 
-    # ------------------------------------------------------------------ the SIGINT handler
-
     def _install(self) -> None:
         # signal handlers can only be set from the main thread; elsewhere Lightning's path still applies
         if self._active or threading.current_thread() is not threading.main_thread():
@@ -97,7 +87,6 @@ class InterruptCheckpoint(Callback):
             b"\nCtrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to stop at once)\n",
         )
 
-    # ------------------------------------------------------------------ Lightning hooks
 
     # Installed after Lightning's signal connector has recorded the handlers to put back when fit ends (it
     # does so after on_fit_start), and before any DataLoader worker is forked (the sanity check's, then the
@@ -142,8 +131,6 @@ class InterruptCheckpoint(Callback):
                 exception.code = EXIT_TERMINATED
         finally:
             self._restore()  # after the save: a second Ctrl-C while saving still means "stop now"
-
-    # ------------------------------------------------------------------ helpers
 
     def _stop_if_requested(self, trainer: L.Trainer) -> None:
         # every rank must agree, or one would wait in save_checkpoint's barrier while another trains on

@@ -20,7 +20,6 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
-from digitcls.errors import ConfigError
 from digitcls.private_apis import BatchNorm
 
 
@@ -56,23 +55,17 @@ def recompute_batchnorm_statistics(
 class PreciseBatchNorm(Callback):
     """Before each validation in ``fit``, recompute BatchNorm statistics on ``batches`` training batches.
 
-    * **Which batches**: the first ``batches`` of the datamodule's training loader (seeded: the same
-      images every time), *without* augmentation, i.e. as validation sees images: on MNIST that scored
-      as well as or better than augmented batches (docs/experiments.md, "Short runs").
-    * **Which layers**: those that normalised training batches with batch statistics (training mode
-      during the last training step); a BatchNorm kept in eval mode, e.g. in a body frozen by
-      ``freeze_nonlinear_epoch``, keeps its statistics.
-    * **When**: at the first validation batch, hence after every ``on_validation_epoch_start`` hook, so
-      after :class:`~lightning.pytorch.callbacks.EMAWeightAveraging` has swapped in the averaged weights,
-      whatever the callback order: the statistics are those of the weights being validated. Not in the
-      sanity check, nor in ``trainer.validate``/``test`` (a checkpoint already holds its statistics).
-    * **What is saved**: the statistics stay in the model (with EMA: in the averaged model, which the
-      checkpoint saves), so a checkpoint written after validation holds exactly what was validated.
-    * The global random state is left as it was: training itself is the same with or without this callback.
+    * **Which batches**: the first ``batches`` of the datamodule's training loader (seeded: the same images
+      every time), *not* augmented: on MNIST that scored as well or better (docs/experiments.md, "Short runs").
+    * **Which layers**: those in training mode during the last training step; a BatchNorm kept in eval mode
+      (a body frozen by ``freeze_nonlinear_epoch``) keeps its statistics.
+    * **When**: at the first validation batch, after every ``on_validation_epoch_start`` hook, so after
+      ``EMAWeightAveraging`` swapped in the averaged weights, whatever the callback order: the statistics (and
+      the checkpoint saved after validation) are those of the weights validated. Not in the sanity check, nor
+      in ``trainer.validate``/``test``. The global random state is left as it was.
 
     Args:
-        batches: how many training batches to average over; at least 1 (``precise_bn_batches``, checked
-            by :mod:`digitcls.schema`).
+        batches: how many training batches to average over (``precise_bn_batches``, >= 1).
     """
 
     def __init__(self, batches: int) -> None:
@@ -102,10 +95,7 @@ class PreciseBatchNorm(Callback):
         A fresh loader from the datamodule, not ``trainer.train_dataloader``: with persistent workers a
         second pass over that loader would restart the iterator training is using. Every process reads the
         same batches (no distributed sampler), so all ranks compute the same statistics."""
-        datamodule = trainer.datamodule
-        if datamodule is None:
-            raise ConfigError("precise_bn_batches: needs the training data from a LightningDataModule passed to fit.")
-        for batch in islice(datamodule.train_dataloader(), self.batches):
+        for batch in islice(trainer.datamodule.train_dataloader(), self.batches):
             if batch is None:  # every image of the batch was unreadable (on_bad_image=skip)
                 continue
             # the datamodule's transfer hooks augment only while the trainer trains: not here

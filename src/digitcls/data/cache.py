@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from digitcls.atomic import atomic_path, writer
 
@@ -29,39 +27,12 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-class LabelledSplit(Protocol):
-    """What the cache needs of a folder dataset (``datamodule.ImageFolderDataset``)."""
-
-    samples: Sequence[tuple[Path, int]]
-    img_size: tuple[int, int]
-    max_image_pixels: int
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int] | None: ...
-
-
-def cache_key(samples: Sequence[tuple[Path, int]], img_size: tuple[int, int], max_image_pixels: int) -> str:
-    """A digest of everything the decoded tensor depends on (the pixel limit decides which files are skipped)."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{tuple(img_size)}|{max_image_pixels}".encode())
-    for path, label in samples:
-        stat = os.stat(path)
-        digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:24]
-
-
 def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux: MemAvailable), or None when unknown."""
+    """Bytes of memory available to new allocations (Linux's MemAvailable), or None when unknown."""
     try:
         with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
         return None
 
 
@@ -72,7 +43,7 @@ def fits_in_memory(count: int, img_size: tuple[int, int], share: float = 0.5) ->
     return available is None or count * 3 * img_size[0] * img_size[1] <= share * available
 
 
-def _decode_all(split: LabelledSplit) -> tuple[Tensor, Tensor]:
+def _decode_all(split: Dataset) -> tuple[Tensor, Tensor]:
     # OpenCV releases the GIL while decoding, so threads scale across cores
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         items = [item for item in pool.map(split.__getitem__, range(len(split)), chunksize=256) if item]
@@ -81,14 +52,17 @@ def _decode_all(split: LabelledSplit) -> tuple[Tensor, Tensor]:
     return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
-def load_split(split: LabelledSplit, cache_dir: Path) -> tuple[Tensor, Tensor]:
-    """``split`` decoded as ``(images uint8 N x 3 x H x W, labels int64 N)``, from the disk cache when current.
-
-    Decoding goes through the split's own ``__getitem__``, so pixels, the bad-image policy and the
-    ``max_image_pixels`` check (from the header, before decoding) are the folder path's own.
+def load_split(split: Dataset, cache_dir: Path) -> tuple[Tensor, Tensor]:
+    """``split`` (a ``datamodule.ImageFolderDataset``) decoded as ``(images uint8 N x 3 x H x W, labels int64
+    N)``, from the disk cache when current. Decoding goes through the split's own ``__getitem__``, so pixels,
+    the bad-image policy and the ``max_image_pixels`` check are the folder path's own.
     """
-    key = cache_key(split.samples, split.img_size, split.max_image_pixels)
-    path = cache_dir / f"{key}.pt"
+    # the key: everything the tensor depends on (the pixel limit decides which files are skipped)
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{tuple(split.img_size)}|{split.max_image_pixels}".encode())
+    for file, label in split.samples:
+        stat = os.stat(file)
+        digest.update(f"{file}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    path = cache_dir / f"{digest.hexdigest()[:24]}.pt"
     if path.is_file():
         try:
             cached = torch.load(path, map_location="cpu", weights_only=True)
@@ -114,19 +88,10 @@ def save_split(path: Path, images: Tensor, labels: Tensor) -> Path:
     return path
 
 
-class TensorSplit(Dataset):
-    """A decoded split; indexing with a list of indices returns a whole batch at once."""
+class TensorSplit(TensorDataset):
+    """A decoded split (images, labels), indexed by a list of indices: a whole batch at once."""
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int | list[int]) -> tuple[Tensor, Tensor]:
-        if isinstance(index, int):
-            return self.images[index], self.labels[index]
+    def __getitem__(self, index: list[int]) -> tuple[Tensor, ...]:
         rows = torch.as_tensor(index)
         # index_select copies whole rows: ~3x faster than advanced indexing on uint8 images
-        return self.images.index_select(0, rows), self.labels.index_select(0, rows)
+        return tuple(tensor.index_select(0, rows) for tensor in self.tensors)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,20 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import BatchSampler, DataLoader, Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from digitcls.checkpoints import to_plain
 from digitcls.data.cache import TensorSplit, fits_in_memory, load_split
 from digitcls.data.folders import discover_classes, labelled_samples
 from digitcls.data.images import DEFAULT_MAX_IMAGE_PIXELS, load_inputs, to_chw_tensor
-from digitcls.data.samplers import EpochBatches, EpochShuffle, Shard
+from digitcls.data.samplers import EpochBatches, EpochShuffle
 from digitcls.data.transforms import batch_augment, parse_augment
 from digitcls.errors import DataError
 from digitcls.schema import TRAIN
 
 log = logging.getLogger(__name__)
 
-BAD_IMAGE_POLICIES = ("skip", "error")
 Sample = tuple[torch.Tensor, int]
 
 
@@ -56,10 +55,6 @@ class ImageFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    @property
-    def targets(self) -> list[int]:
-        return [label for _, label in self.samples]
 
     def __getitem__(self, index: int) -> Sample | None:
         path, label = self.samples[index]
@@ -135,15 +130,13 @@ class DigitDataModule(L.LightningDataModule):
             self.val_dataset = self.val_dataset or self._labelled("val")
         if stage == "test":
             self.test_dataset = self.test_dataset or self._labelled("test")
-    def _classes(self) -> list[str]:
-        if self.class_names is None:
-            self.class_names = discover_classes(_require_folder(self.hparams.train_path, "train_path"))
-        return self.class_names
 
     def _labelled(self, split: str) -> ImageFolderDataset | TensorSplit:
         hp, key = self.hparams, f"{split}_path"
         root = _require_folder(hp[key], key)
-        samples = labelled_samples(root, self._classes(), split)
+        if self.class_names is None:
+            self.class_names = discover_classes(_require_folder(hp.train_path, "train_path"))
+        samples = labelled_samples(root, self.class_names, split)
         if split == "train":
             samples = train_subset(samples, hp.try_to_train_items, hp.random_seed)
         dataset = ImageFolderDataset(samples, self.img_size, hp.on_bad_image, hp.max_image_pixels)
@@ -164,17 +157,12 @@ class DigitDataModule(L.LightningDataModule):
         mid-epoch (Ctrl-C, SIGTERM) resumes at the next batch of the same order."""
         if self.train_dataset is None:
             self.setup("fit")
-        assert self.train_dataset is not None
         rank, world = self._rank_and_world()
         # epoch k's order depends on (seed, k) only: a resumed run continues the same sequence of orders
         order = EpochShuffle(self.train_dataset, seed=self.hparams.random_seed, rank=rank, world=world)
-        if isinstance(self.train_dataset, TensorSplit):
-            arguments = self._batched(order)
-        else:
-            arguments = {"sampler": order, **self._per_file(collate_labelled)}
         with warnings.catch_warnings():  # torchdata 0.11 calls torch.set_vital, deprecated by torch 2.14
             warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
-            return StatefulDataLoader(self.train_dataset, **arguments)
+            return self._loader(self.train_dataset, order, StatefulDataLoader)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_dataset is None:
@@ -186,55 +174,40 @@ class DigitDataModule(L.LightningDataModule):
             self.setup("test")
         return self._evaluation_loader(self.test_dataset)
 
-    def _evaluation_loader(self, dataset: ImageFolderDataset | TensorSplit | None) -> DataLoader:
-        """Each process scores its own shard, unpadded: synced metrics count every image exactly once."""
-        assert dataset is not None
+    def _evaluation_loader(self, dataset: ImageFolderDataset | TensorSplit) -> DataLoader:
+        """Rank r of w scores images r, r + w, ...: each image exactly once across processes, unpadded, so
+        synced metrics count every image once."""
         rank, world = self._rank_and_world()
         if len(dataset) < world:  # a rank without images would never join the metrics' sync
             raise DataError(
                 f"an evaluation set of {len(dataset)} images cannot be shared by {world} processes: give it at "
                 "least one image per process, or evaluate on one process (trainer.devices=1)."
             )
-        shard = Shard(len(dataset), rank, world)
-        if isinstance(dataset, TensorSplit):
-            return DataLoader(dataset, **self._batched(shard))
-        return DataLoader(dataset, sampler=shard, **self._per_file(collate_labelled))
+        return self._loader(dataset, range(rank, len(dataset), world))
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _batched(self, order: Sampler[int]) -> dict[str, Any]:
-        """DataLoader arguments for a TensorSplit: whole batches sliced from memory (one index list per step,
-        no per-item work, no workers)."""
+    def _loader(self, dataset: Dataset, order: Iterable[int], loader: type = DataLoader) -> DataLoader:
+        hp = self.hparams
         # a generator of its own: creating an iterator then draws nothing from the global RNG (exact resume)
-        return {
-            "batch_size": None,
+        generator = torch.Generator().manual_seed(hp.random_seed)
+        if isinstance(dataset, TensorSplit):  # whole batches sliced from memory: no per-item work, no workers
             # the training order's batches pass Lightning's set_epoch on; evaluation shards have no epochs
-            "sampler": (EpochBatches if isinstance(order, EpochShuffle) else BatchSampler)(
-                order, self.hparams.batch_size, drop_last=False
-            ),
-            "generator": torch.Generator().manual_seed(self.hparams.random_seed),
-        }
-
-    def _per_file(self, collate_fn: Any) -> dict[str, Any]:
-        return {
-            "batch_size": self.hparams.batch_size,
-            "num_workers": self.hparams.num_workers,
-            "persistent_workers": self.hparams.num_workers > 0,
-            "pin_memory": self._pin_memory(),
-            "collate_fn": collate_fn,
-            "drop_last": False,
-            "generator": torch.Generator().manual_seed(self.hparams.random_seed),
-        }
-
-    def _pin_memory(self) -> bool:
-        """Pinned host memory only helps copies to a CUDA device the trainer actually uses."""
-        trainer = self.trainer
-        return (
-            torch.cuda.is_available()
-            and trainer is not None
-            and isinstance(trainer.accelerator, CUDAAccelerator)
+            batches = EpochBatches if isinstance(order, EpochShuffle) else BatchSampler
+            sampler = batches(order, hp.batch_size, drop_last=False)
+            return loader(dataset, batch_size=None, sampler=sampler, generator=generator)
+        return loader(
+            dataset,
+            sampler=order,
+            batch_size=hp.batch_size,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+            # pinned host memory only helps copies to a CUDA device the trainer actually uses
+            pin_memory=isinstance(getattr(self.trainer, "accelerator", None), CUDAAccelerator),
+            collate_fn=collate_labelled,
+            generator=generator,
         )
 
     # ------------------------------------------------------------------ batch hooks
@@ -242,9 +215,8 @@ class DigitDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment training batches on the device; validation and test batches never, nor a bare tensor (the
         model summary's example input, which must not draw from the random state a resumed run replays)."""
-        if not isinstance(batch, (tuple, list)) or self.augment.is_identity or self.trainer is None:
-            return batch
-        if not self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        if not training or self.augment.is_identity or not isinstance(batch, (tuple, list)):
             return batch
         images, labels = batch
         return batch_augment(images, self.augment), labels
@@ -253,20 +225,20 @@ class DigitDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """The global random states (augmentation and dropout draw from torch's), saved in every checkpoint so
-        a resumed run draws what the uninterrupted run would have. Plain lists and tensors only, so Lightning's
+        a resumed run draws what the uninterrupted run would have. No numpy arrays, so Lightning's
         ``weights_only`` loading accepts them. CUDA's is left out: it would tie a checkpoint to one GPU count,
         and GPU kernels are not bit-exact anyway."""
-        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        kind, keys, *rest = np.random.get_state()
         return {
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
-            "python_rng": list(random.getstate()),
+            "numpy_rng": [kind, keys.tolist(), *rest],
+            "python_rng": random.getstate(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "torch_rng" in state_dict:
             torch.set_rng_state(state_dict["torch_rng"])
-            kind, keys, position, has_gauss, cached_gaussian = state_dict["numpy_rng"]
-            np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+            kind, keys, *rest = state_dict["numpy_rng"]
+            np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
             version, internal, gauss_next = state_dict["python_rng"]
-            random.setstate((version, tuple(internal), gauss_next))
+            random.setstate((version, tuple(internal), gauss_next))  # a list in older checkpoints

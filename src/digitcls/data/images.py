@@ -20,17 +20,11 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_MAX_IMAGE_PIXELS = TRAIN.max_image_pixels
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read ``path`` as H x W x 3 uint8 RGB.
-
-    Grayscale is replicated to 3 channels, BGR becomes RGB, an alpha channel is dropped and 16-bit
-    images are reduced to 8 bits (``>> 8``). Unreadable, empty or undecodable files, and files whose
-    header declares more than ``max_pixels`` pixels (checked before decoding), raise
-    :class:`BadImageError` naming the file.
-    """
+    """Read ``path`` as H x W x 3 uint8 RGB (:func:`decode_image`); a bad file raises :class:`BadImageError`
+    naming it."""
     path = Path(path)
     try:
         # read the bytes ourselves: unlike imread, this tells "unreadable" from "not an image"
@@ -57,20 +51,21 @@ def decode_image(data: np.ndarray, path: str | Path, max_pixels: int = DEFAULT_M
             "(a decompression bomb, or raise max_image_pixels if you trust it): not decoded."
         )
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise BadImageError(f"image file {path} is corrupt or not a supported image: delete or replace it.")
-        return _to_rgb_uint8(image, path)
+        # IMREAD_COLOR: grey replicated, alpha dropped, 16 bits reduced to 8 (PNG: >> 8), always 3 channels
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as error:  # OpenCV's own assertions (its pixel limit, odd headers): a bad file, not a crash
         detail = str(error).strip().splitlines()[-1]
         raise BadImageError(f"image file {path} could not be decoded by OpenCV ({detail}).") from None
+    if image is None:
+        raise BadImageError(f"image file {path} is corrupt or not a supported image: delete or replace it.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def declared_size(data: np.ndarray, path: str | Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding a pixel: a PNG's IHDR read directly (the
     common case, ~1 µs), any other format's header parsed by Pillow (~90 µs)."""
     head = data[:24].tobytes()
-    if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         return width, height
     try:
@@ -83,24 +78,6 @@ def declared_size(data: np.ndarray, path: str | Path) -> tuple[int, int]:
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise BadImageError(f"image file {path} is corrupt or not a supported image: delete or replace it.") from None
-
-
-def _to_rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise BadImageError(
-            f"image file {path} has unsupported pixel type {image.dtype}; use 8- or 16-bit images."
-        )
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)  # drops alpha: opaque pixels keep their exact colour
-    if image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    raise BadImageError(f"image file {path} has {image.shape[2]} channels; expected 1, 3 or 4.")
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -152,7 +129,7 @@ def load_inputs(
     """:func:`load_input` of each file: (the readable ones with their input, the unreadable ones with why).
     An unreadable file raises (``on_bad_image=error``) or is skipped with a :class:`BadImageWarning`, once
     per file of ``warned`` (a caller that reads the same files every epoch keeps one set)."""
-    loaded, skipped = [], []
+    loaded, skipped, warned = [], [], set() if warned is None else warned
     for path in paths:
         try:
             loaded.append((path, load_input(path, size, preprocess, max_pixels)))
@@ -160,8 +137,7 @@ def load_inputs(
             if on_bad_image == "error":
                 raise BadImageError(f"{error} (Or set on_bad_image=skip to leave such files out.)") from None
             skipped.append((path, str(error)))
-            if warned is None or path not in warned:
+            if path not in warned:
                 warnings.warn(f"skipping it (on_bad_image=skip): {error}", BadImageWarning, stacklevel=2)
-                if warned is not None:
-                    warned.add(path)
+                warned.add(path)
     return loaded, skipped

@@ -1,20 +1,9 @@
-"""`python -m digitcls.data.prepare`: MNIST IDX files -> lossless PNG image folders.
+"""`python -m digitcls.data.prepare` (`make data`): MNIST IDX files -> lossless PNG folders (docs/data.md).
 
-Written under ``out_dir``::
-
-    train/<label>/<n>.png   the training images not in val   (n = index in the training IDX file)
-    val/<label>/<n>.png     a seeded, class-stratified sample of the training set
-    test/<label>/<n>.png    the official test set             (n = index in the test IDX file)
-    .prepared.json          manifest: raw files' MD5 and size, val_size, seed, counts
-
-Raw files are the four ``*-ubyte.gz`` files with MNIST's names, looked for in ``<raw_dir>/MNIST/raw/``
-(torchvision's layout) and then in ``<raw_dir>`` itself; missing ones are downloaded with torchvision's
-MD5-checked code. Any IDX dataset with those names works (Fashion-MNIST, KMNIST, ...): every file is checked
-by its gzip CRC and torchvision's IDX reader, and a file with MNIST's exact dimensions must also carry one of the MD5s
-torchvision knows for MNIST, Fashion-MNIST or KMNIST (``--no-md5-check`` turns that last check off).
-
-Idempotent: the same raw files, val_size and seed -> nothing to do. Atomic: the splits are built in a
-temporary folder inside ``out_dir`` and renamed into place only when complete.
+Written under ``out_dir``: ``{train,val,test}/<label>/<n>.png`` (n = index in the IDX file; val is a seeded,
+class-stratified sample of the training file) and the manifest ``.prepared.json`` (raw files' MD5 and size,
+val_size, seed, counts) that makes a second run with the same inputs a no-op. Atomic: the splits are built in
+a temporary folder inside ``out_dir`` and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -72,7 +61,7 @@ LOCK = ".prepare.lock"
 CHUNK = 1000  # images per thread-pool task: large enough to amortise the task overhead
 
 
-# --------------------------------------------------------------------------- IDX files
+# --------------------------------------------------------------------------- raw files
 
 
 def read_idx_gz(path: Path) -> np.ndarray:
@@ -103,9 +92,6 @@ def read_idx_gz(path: Path) -> np.ndarray:
             ) from None
 
 
-# --------------------------------------------------------------------------- raw files
-
-
 def locate_raw_files(raw_dir: Path) -> dict[str, Path] | None:
     """The four raw files, from the first of <raw_dir>/MNIST/raw and <raw_dir> that holds all four."""
     for folder in (raw_dir / "MNIST" / "raw", raw_dir):
@@ -123,8 +109,10 @@ def _missing_raw_message(raw_dir: Path, why: str) -> str:
     )
 
 
-def download_raw_files(raw_dir: Path) -> None:
+def download_raw_files(raw_dir: Path, download: bool) -> dict[str, Path]:
     """torchvision's own MNIST download: mirrors, MD5 check, and nothing fetched for files already intact."""
+    if not download:
+        raise DataError(_missing_raw_message(raw_dir, "downloading is off (--no-download)"))
     from torchvision.datasets import MNIST
 
     log.info("downloading MNIST into %s with torchvision", raw_dir / "MNIST" / "raw")
@@ -133,20 +121,21 @@ def download_raw_files(raw_dir: Path) -> None:
     except (RuntimeError, OSError) as error:
         reason = " ".join(str(error).split())[:300]
         raise DataError(_missing_raw_message(raw_dir, f"downloading them failed ({reason})")) from None
-
-
-def raw_fingerprint(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {name: {"md5": md5_of(path), "size": path.stat().st_size} for name, path in files.items()}
+    files = locate_raw_files(raw_dir)
+    if files is None:  # e.g. only uncompressed files in MNIST/raw: torchvision then fetches nothing
+        raise DataError(_missing_raw_message(raw_dir, "the download did not produce them"))
+    return files
 
 
 def md5_of(path: Path) -> str:
     """The file's MD5, as torchvision's ``calculate_md5`` computes it; not imported from there, because
     ``import torchvision`` costs seconds that the "already up to date" check must not pay."""
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+
+
+def raw_fingerprint(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    return {name: {"md5": md5_of(path), "size": path.stat().st_size} for name, path in files.items()}
 
 
 def load_raw(
@@ -154,42 +143,35 @@ def load_raw(
 ) -> tuple[dict[str, np.ndarray], str]:
     """Decode and validate the four files; returns the arrays and the dataset's name (or 'IDX')."""
     arrays = {name: read_idx_gz(path) for name, path in files.items()}
-    _check_pair(files[TRAIN_IMAGES], arrays[TRAIN_IMAGES], files[TRAIN_LABELS], arrays[TRAIN_LABELS])
-    _check_pair(files[TEST_IMAGES], arrays[TEST_IMAGES], files[TEST_LABELS], arrays[TEST_LABELS])
-    datasets: set[str] = set()
-    if md5_check:
-        for name, path in files.items():
-            dataset = _check_md5(path, fingerprint[name]["md5"], arrays[name].shape)
-            datasets |= {dataset} if dataset else set()
-    if len(datasets) > 1:
-        raise DataError(
-            f"the raw files in {files[TRAIN_IMAGES].parent} mix datasets ({', '.join(sorted(datasets))})."
-        )
-    return arrays, datasets.pop() if datasets else "IDX"
-
-
-def _check_md5(path: Path, md5: str, shape: tuple[int, ...]) -> str | None:
-    """The dataset a file's MD5 identifies; a file shaped like MNIST's with an unknown MD5 is an error."""
+    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        if len(arrays[images]) != len(arrays[labels]):
+            raise DataError(
+                f"{files[images]} has {len(arrays[images]):,} images but {files[labels]} has "
+                f"{len(arrays[labels]):,} labels."
+            )
+    if not md5_check:
+        return arrays, "IDX"
     if not KNOWN_MD5:
         from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
         for known in (MNIST, FashionMNIST, KMNIST):
             KNOWN_MD5.update({(name, digest): known.__name__ for name, digest in known.resources})
-    dataset = KNOWN_MD5.get((path.name, md5))
-    if dataset is None and shape == OFFICIAL_SHAPES[path.name]:
+    datasets: set[str] = set()
+    for name, path in files.items():
+        md5 = fingerprint[name]["md5"]
+        dataset = KNOWN_MD5.get((name, md5))
+        if dataset is None and arrays[name].shape == OFFICIAL_SHAPES[name]:
+            raise DataError(
+                f"{path}: MD5 {md5} matches none of the checksums torchvision uses for {name} (MNIST, "
+                "Fashion-MNIST, KMNIST): the file is damaged or altered. Delete it to download it again, or copy "
+                "an intact file; for another IDX dataset with these file names pass --no-md5-check."
+            )
+        datasets |= {dataset} if dataset else set()
+    if len(datasets) > 1:
         raise DataError(
-            f"{path}: MD5 {md5} matches none of the checksums torchvision uses for {path.name} "
-            "(MNIST, Fashion-MNIST, KMNIST): the file is damaged or altered. Delete it to download it again, "
-            "or copy an intact file; for another IDX dataset with these file names pass --no-md5-check."
+            f"the raw files in {files[TRAIN_IMAGES].parent} mix datasets ({', '.join(sorted(datasets))})."
         )
-    return dataset
-
-
-def _check_pair(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
-    if len(images) != len(labels):
-        raise DataError(
-            f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels."
-        )
+    return arrays, datasets.pop() if datasets else "IDX"
 
 
 # --------------------------------------------------------------------------- split and write
@@ -220,19 +202,20 @@ def _write_chunk(jobs: list[tuple[str, np.ndarray]]) -> None:
 def write_split(
     images: np.ndarray, labels: np.ndarray, indices: np.ndarray, split_dir: Path
 ) -> dict[str, int]:
-    """Write ``images[indices]`` as split_dir/<label>/<index>.png with a thread pool (cv2 releases the GIL)."""
+    """Write ``images[indices]`` as split_dir/<label>/<index>.png with a thread pool (cv2 releases the GIL);
+    returns the image count per label."""
     names = labels[indices].astype(str)
-    for name in np.unique(names):
+    values, counts = np.unique(names, return_counts=True)
+    for name in values:
         (split_dir / name).mkdir(parents=True, exist_ok=True)
     jobs = [
         (os.path.join(split_dir, name, f"{i}.png"), images[i]) for name, i in zip(names, indices, strict=True)
     ]
-    chunks: Iterator[list[tuple[str, np.ndarray]]] = (jobs[s : s + CHUNK] for s in range(0, len(jobs), CHUNK))
+    chunks = [jobs[s : s + CHUNK] for s in range(0, len(jobs), CHUNK)]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         written = pool.map(_write_chunk, chunks)  # re-raises the first error
-        for _ in track(written, description=f"writing {split_dir.name:5}", total=-(-len(jobs) // CHUNK)):
+        for _ in track(written, description=f"writing {split_dir.name:5}", total=len(chunks)):
             pass
-    values, counts = np.unique(names, return_counts=True)
     return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
@@ -247,65 +230,27 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    atomic.write_json(out_dir / MANIFEST, manifest)
-
-
-def count_pngs(split_dir: Path) -> int:
-    if not split_dir.is_dir():
-        return -1
-    return sum(
-        sum(1 for f in os.scandir(d.path) if f.name.endswith(".png"))
-        for d in os.scandir(split_dir)
-        if d.is_dir()
-    )
-
-
 def _up_to_date(
     manifest: dict[str, Any] | None, out_dir: Path, val_size: int, seed: int, fingerprint: dict | None
 ) -> bool:
     """The manifest describes these inputs and the folders on disk still hold what it counted."""
-    if not manifest or not manifest.get("complete") or manifest.get("version") != MANIFEST_VERSION:
+    expected = {"complete": True, "version": MANIFEST_VERSION, "val_size": val_size, "seed": seed}
+    if fingerprint is not None:
+        expected["raw_files"] = fingerprint
+    if not manifest or any(manifest.get(key) != value for key, value in expected.items()):
         return False
-    if manifest.get("val_size") != val_size or manifest.get("seed") != seed:
-        return False
-    if fingerprint is not None and manifest.get("raw_files") != fingerprint:
-        return False
-    counts = manifest.get("counts", {})
-    return all(count_pngs(out_dir / split) == counts.get(split) for split in SPLITS)
+    # a missing folder counts 0 images, and a complete split never has 0
+    return manifest.get("counts") == {s: sum(1 for _ in (out_dir / s).glob("*/*.png")) for s in SPLITS}
 
 
 @contextmanager
 def _exclusive(out_dir: Path) -> Iterator[None]:
     """Serialise runs on one out_dir (e.g. every DDP rank calling ensure_prepared): the later ones then
     find the data up to date. Without fcntl (Windows) runs are not serialised."""
-    if fcntl is None:
-        yield
-        return
     with (out_dir / LOCK).open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _refuse_foreign_splits(out_dir: Path, manifest: dict[str, Any] | None) -> None:
-    """Never replace split folders that ``make data`` did not write."""
-    foreign = [out_dir / s for s in SPLITS if (out_dir / s).exists()] if manifest is None else []
-    if foreign:
-        raise DataError(
-            f"{', '.join(map(str, foreign))} already exist(s) but {out_dir / MANIFEST} does not, so they were "
-            "not written by `make data`; move them away (or delete them), or prepare into another --out-dir."
-        )
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    for split in SPLITS:
-        target = out_dir / split
-        if target.exists() or target.is_symlink():
-            os.replace(target, tmp / f"old-{split}")  # moved aside, deleted with tmp (a symlink is unlinked)
-        os.replace(tmp / split, target)
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 # --------------------------------------------------------------------------- API
@@ -321,7 +266,7 @@ def prepare_dataset(
 ) -> dict[str, int]:
     """Turn the four IDX files into out_dir/{train,val,test}/<label>/<n>.png; returns the image count per split."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size <= 0:
+    if val_size <= 0:
         raise ConfigError(
             f"--val-size: must be a positive whole number, got {val_size!r}; e.g. --val-size 5000."
         )
@@ -331,21 +276,21 @@ def prepare_dataset(
         shutil.rmtree(out_dir / TMP_DIR, ignore_errors=True)  # left by an interrupted run
         manifest = read_manifest(out_dir)
         files = locate_raw_files(raw_dir)
-        if files is None and _up_to_date(manifest, out_dir, val_size, seed, fingerprint=None):
-            log.info(
-                "%s is up to date (raw files not found, nothing to do): %s", out_dir, _counts_text(manifest)
-            )
-            return dict(manifest["counts"])  # type: ignore[index]
-        files = files or _download(raw_dir, download)
-        fingerprint = raw_fingerprint(files)
+        fingerprint = raw_fingerprint(files) if files else None  # None: compare the counts only
         if _up_to_date(manifest, out_dir, val_size, seed, fingerprint):
-            log.info(
-                "%s is up to date (same raw files, val_size and seed; nothing to do): %s",
-                out_dir,
-                _counts_text(manifest),
-            )
+            why = "same raw files, val_size and seed;" if files else "raw files not found,"
+            log.info("%s is up to date (%s nothing to do): %s", out_dir, why, _counts_text(manifest))
             return dict(manifest["counts"])  # type: ignore[index]
-        _refuse_foreign_splits(out_dir, manifest)
+        if files is None:
+            files = download_raw_files(raw_dir, download)
+            fingerprint = raw_fingerprint(files)
+        foreign = [out_dir / s for s in SPLITS if (out_dir / s).exists()] if manifest is None else []
+        if foreign:  # never replace split folders that `make data` did not write
+            raise DataError(
+                f"{', '.join(map(str, foreign))} already exist(s) but {out_dir / MANIFEST} does not, so they "
+                "were not written by `make data`; move them away (or delete them), or prepare into another "
+                "--out-dir."
+            )
         arrays, dataset = load_raw(files, fingerprint, md5_check)
         manifest = {
             "version": MANIFEST_VERSION,
@@ -356,7 +301,7 @@ def prepare_dataset(
         }
         _build(arrays, out_dir, manifest)
         manifest["seconds"] = round(time.perf_counter() - started, 2)
-        write_manifest(out_dir, manifest)
+        atomic.write_json(out_dir / MANIFEST, manifest)
     log.info(
         "prepared %s from %s into %s in %.1f s: %s",
         dataset,
@@ -366,16 +311,6 @@ def prepare_dataset(
         _counts_text(manifest),
     )
     return dict(manifest["counts"])
-
-
-def _download(raw_dir: Path, download: bool) -> dict[str, Path]:
-    if not download:
-        raise DataError(_missing_raw_message(raw_dir, "downloading is off (--no-download)"))
-    download_raw_files(raw_dir)
-    files = locate_raw_files(raw_dir)
-    if files is None:
-        raise DataError(_missing_raw_message(raw_dir, "the download did not produce them"))
-    return files
 
 
 def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -397,8 +332,12 @@ def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any
         manifest["counts"] = {split: sum(counts.values()) for split, counts in class_counts.items()}
         manifest["class_counts"] = class_counts
         # marked incomplete while swapping: a crash there leaves folders the next run knows it may replace
-        write_manifest(out_dir, {**manifest, "complete": False})
-        _swap_into_place(tmp, out_dir)
+        atomic.write_json(out_dir / MANIFEST, {**manifest, "complete": False})
+        for split in SPLITS:
+            target = out_dir / split
+            if target.exists() or target.is_symlink():  # moved aside, deleted with tmp (a symlink: unlinked)
+                os.replace(target, tmp / f"old-{split}")
+            os.replace(tmp / split, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     manifest["complete"] = True
@@ -415,7 +354,6 @@ def ensure_prepared(
     test_path: str | Path | None,
     raw_dir: str | Path,
     val_size: int = 5000,
-    seed: int = 0,
 ) -> None:
     """Called by train: nothing to do when the split folders exist; prepare them (``make data``'s defaults)
     when they are the missing train/val/test folders of one parent; otherwise a DataError naming the key."""
@@ -432,7 +370,7 @@ def ensure_prepared(
     if standard and len(parents) == 1:
         parent = parents.pop()
         log.info("%s missing: preparing MNIST from %s into %s", ", ".join(missing), raw_dir, parent)
-        prepare_dataset(raw_dir, parent, val_size=val_size, seed=seed)
+        prepare_dataset(raw_dir, parent, val_size=val_size)
         return
     key = missing[0]
     others = "; also missing: " + ", ".join(f"{k}={given[k]}" for k in missing[1:]) if missing[1:] else ""
@@ -446,7 +384,9 @@ def ensure_prepared(
 # --------------------------------------------------------------------------- CLI
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+@friendly_errors
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(
         prog="python -m digitcls.data.prepare",
         description="MNIST-style IDX files -> lossless PNG folders out/{train,val,test}/<label>/<n>.png.",
@@ -476,13 +416,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="files with MNIST's dimensions must match a torchvision MD5 (default: on)",
     )
-    return parser.parse_args(argv)
-
-
-@friendly_errors
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     prepare_dataset(args.raw_dir, args.out_dir, args.val_size, args.seed, args.download, args.md5_check)
 
 

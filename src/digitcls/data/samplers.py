@@ -6,16 +6,12 @@
   The training loader is torchdata's ``StatefulDataLoader``: Lightning saves its ``state_dict`` in every
   checkpoint and restores it before iterating, so a run stopped after batch b of epoch k resumes at batch
   b + 1 of the same order.
-* :class:`Shard` (validation/test): rank r of w takes images r, r + w, r + 2w, ...: every image exactly once
-  across ranks, no padding, so synced metrics count each image once (shards may differ by one image).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from torch.utils.data import Sampler
 from torchdata.stateful_dataloader.sampler import BatchSampler, StatefulDistributedSampler
 
 
@@ -48,16 +44,3 @@ class EpochBatches(BatchSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-
-
-class Shard(Sampler[int]):
-    """Indices ``rank, rank + world, ...`` of ``size``: disjoint shards that together cover each index once."""
-
-    def __init__(self, size: int, rank: int = 0, world: int = 1) -> None:
-        self.indices = range(rank, size, world)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)

@@ -30,28 +30,16 @@ def batch_augment(
     params = parse_augment(augment)
     if params.is_identity or images.shape[0] == 0:
         return images
-    theta = _inverse_affine(params, images.shape, images.device, generator)
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _inverse_affine(
-    params: AffineAugment, shape: torch.Size, device: torch.device, generator: torch.Generator | None
-) -> torch.Tensor:
-    """affine_grid's theta (output -> input coordinates) for random forward transforms, per sample.
-
-    Built in pixel units and converted to normalised coordinates, so rotations stay rotations when h != w.
-    """
-    n, _, height, width = shape
-    u = torch.rand(n, 5, generator=generator, device=device) * 2 - 1  # uniform in [-1, 1]
+    # affine_grid's theta (output -> input coordinates) for random forward transforms, per sample; built in
+    # pixel units and converted to normalised coordinates (the shift is normalised already), so rotations
+    # stay rotations when h != w
+    n, _, height, width = images.shape
+    u = torch.rand(n, 5, generator=generator, device=images.device) * 2 - 1  # uniform in [-1, 1]
     angle = torch.deg2rad(u[:, 0] * params.degrees)
     shear = torch.tan(torch.deg2rad(u[:, 1] * params.shear))
     low, high = params.scale
     scale = low + (high - low) * (u[:, 2] + 1) / 2
-    shift = (
-        torch.stack([u[:, 3] * params.translate[0], u[:, 4] * params.translate[1]], dim=1) * 2
-    )  # normalised
-
+    shift = torch.stack([u[:, 3] * params.translate[0], u[:, 4] * params.translate[1]], dim=1) * 2
     cos, sin = torch.cos(angle), torch.sin(angle)
     # inverse of (rotate @ shear_x @ scale) = scale^-1 @ shear_x^-1 @ rotate^-1
     inv = torch.stack(
@@ -62,7 +50,8 @@ def _inverse_affine(
         dim=1,
     ) / scale.view(n, 1, 1)
     # pixel -> normalised units: (D^-1 A^-1 D)_ij = inv_ij * d_j / d_i with d = (width / 2, height / 2)
-    half = torch.tensor([width / 2, height / 2], device=device)
+    half = torch.tensor([width / 2, height / 2], device=images.device)
     linear = inv * half.view(1, 1, 2) / half.view(1, 2, 1)
-    translation = -(linear @ shift.unsqueeze(2))
-    return torch.cat([linear, translation], dim=2)
+    theta = torch.cat([linear, -(linear @ shift.unsqueeze(2))], dim=2)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,22 +1,15 @@
 """Backbones with a ``class_number``-way head, built without downloading anything, and local pretrained weights.
 
-* ``mobilenetv3`` / ``mobilenetv3_small`` (the default): torchvision's own ``MobileNetV3``. ``model.features``
-  is the convolutional body and ``model.classifier`` the head, ``Linear(960|576, 1280|1024) -> Hardswish ->
-  Dropout(dropout) -> Linear(1280|1024, class_number)``.
-* The tutorial's other names: ``shufflenetv2`` is torchvision's ShuffleNetV2 1.0x (timm has no ShuffleNet);
-  ``adv-efficientnet-b2``, ``se_resnext50_32x4d`` and ``xception`` are timm architectures, as is any
-  ``timm/<name>``. timm is the maintained home of these networks (the tutorial's ``pretrainedmodels`` and
-  ``efficientnet_pytorch`` are unmaintained): we configure its models rather than keep copies of them. It is
-  an optional extra, imported only when one of its models is asked for.
-
-Every backbone takes 3-channel input (the data pipeline replicates grayscale to RGB) normalised with the
-mean/std its architecture was designed with (:func:`normalization_for`), and names its output layer
-explicitly (:func:`head_name`): nothing guesses the head from the order of a state dict.
+MobileNetV3 and ShuffleNetV2 are torchvision's (timm has no ShuffleNet); the tutorial's other names and any
+``timm/<name>`` are timm's, the maintained home of those networks (docs/models.md): an optional extra,
+imported only when one of its models is asked for. Heads are named (:func:`head_name`), never guessed from
+the order of a state dict.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +24,6 @@ from digitcls.choices import (
     MOBILENET_NAMES,
     OUTPUT_STRIDES,
     SHUFFLENET,
-    check_model_name,
     import_timm,
     timm_architecture,
     timm_config,
@@ -49,7 +41,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Prefixes other trainers put in front of the model's key names (Lightning's `model.`/`backbone.`
 # attributes, DataParallel's `module.`, the tutorial's `pretrain_`). Stripped repeatedly, in any order.
-KEY_PREFIXES: tuple[str, ...] = ("pretrain_", "model.", "module.", "backbone.")
+KEY_PREFIXES = re.compile(r"^(?:pretrain_|model\.|module\.|backbone\.)+")
 
 
 def head_name(model_name: str) -> str:
@@ -73,10 +65,9 @@ def normalization_for(model_name: str) -> tuple[tuple[float, ...], tuple[float, 
     (0.5, 0.5, 0.5) for AdvProp EfficientNets and Xception). Grayscale digits are replicated to 3 channels,
     so a single-channel mean/std is replicated too. Unknown names are a :class:`ConfigError`.
     """
-    check_model_name(model_name)
-    if timm_architecture(model_name) is None:
+    if model_name in MOBILENET_NAMES or model_name == SHUFFLENET:
         return IMAGENET_MEAN, IMAGENET_STD
-    config = timm_config(model_name)
+    config = timm_config(model_name)  # a ConfigError for a name neither library builds
     mean, std = tuple(config.mean), tuple(config.std)
     return (mean * 3, std * 3) if len(mean) == 1 else (mean, std)
 
@@ -102,18 +93,24 @@ def build_backbone(
 ) -> nn.Module:
     """A randomly initialised ``model_name`` with a ``class_number``-way head; never downloads weights.
 
-    ``dropout`` acts just before the last Linear layer (timm's ``drop_rate``). ``output_stride`` applies
-    to MobileNetV3 only (:func:`_mobilenet_v3`); the other architectures keep their strides. The
-    arguments are trusted: :mod:`digitcls.schema` checked them.
+    ``dropout`` acts just before the last Linear layer (timm's ``drop_rate``). The arguments are trusted:
+    :mod:`digitcls.schema` checked them. ``output_stride`` (MobileNetV3 only) 32 is torchvision's network
+    unchanged: a 32 px digit is 1x1 after the last stage. 16 or 8 set the first one or two stride-2 blocks to
+    stride 1 (as CIFAR-sized variants do; torchvision's ``dilated=True`` dilates the last stage instead and has
+    no 8), so later stages see 2x2 or 4x4 maps at 32 px. Strides hold no weights: weights files fit any value.
     """
-    architecture = timm_architecture(model_name)
     if model_name in MOBILENET_NAMES:
-        model = _mobilenet_v3(model_name, class_number, dropout, output_stride)
+        # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
+        blocks, last_channel = mobilenet_v3_blocks(_MOBILENETS[model_name])
+        for block in [block for block in blocks if block.stride == 2][: OUTPUT_STRIDES.index(output_stride)]:
+            block.stride = 1
+        model = MobileNetV3(blocks, last_channel, num_classes=class_number, dropout=dropout)
     elif model_name == SHUFFLENET:
         model = shufflenet_v2_x1_0(weights=None, num_classes=class_number)
         model.fc = DropoutLinear(model.fc.in_features, class_number, dropout)
     else:
         timm_config(model_name)  # a clear error for a name timm does not know
+        architecture = timm_architecture(model_name)
         model = import_timm(model_name).create_model(
             architecture, pretrained=False, num_classes=class_number, drop_rate=dropout, in_chans=3
         )
@@ -145,23 +142,6 @@ def check_input_size(model: nn.Module, model_name: str, height: int, width: int)
         ) from None
     finally:
         model.train(was_training)
-
-
-def _mobilenet_v3(model_name: str, class_number: int, dropout: float, output_stride: int) -> MobileNetV3:
-    """torchvision's MobileNetV3, its classifier structure kept (Linear -> Hardswish -> Dropout -> Linear)
-    so that ImageNet-style checkpoints still map onto it; only the dropout ``p`` and the last Linear change.
-
-    ``output_stride`` 32 is torchvision's network unchanged: a 32 px digit is 1x1 after the last stage.
-    16 or 8 set the first one or two stride-2 inverted-residual blocks to stride 1 (as CIFAR-sized
-    variants do), so later stages see 2x2 or 4x4 maps at 32 px, for about 2x/4x the compute of those
-    stages. Strides hold no weights: the parameters, and so weights files, are the same for every value.
-    """
-    # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
-    blocks, last_channel = mobilenet_v3_blocks(_MOBILENETS[model_name])
-    strided = [block for block in blocks if block.stride == 2]
-    for block in strided[: OUTPUT_STRIDES.index(output_stride)]:
-        block.stride = 1
-    return MobileNetV3(blocks, last_channel, num_classes=class_number, dropout=dropout)
 
 
 def body_of(backbone: nn.Module) -> nn.Module:
@@ -205,24 +185,10 @@ class LoadReport:
     skipped_shape: list[str] = field(default_factory=list)
 
 
-def _strip_prefixes(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in KEY_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-                stripped = True
-    return key
-
-
 def read_weights(path: Path) -> Mapping[str, torch.Tensor]:
     fix = "Point `pretrained` at a local weights file (a state dict or a Lightning .ckpt), or set pretrained=null."
     obj: Mapping = read_checkpoint(path, "pretrained", fix)  # tensors and plain values only: never runs code
-    for wrapper in ("state_dict", "model"):
-        if isinstance(obj.get(wrapper), Mapping):
-            obj = obj[wrapper]
-            break
+    obj = next((obj[w] for w in ("state_dict", "model") if isinstance(obj.get(w), Mapping)), obj)
     if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(
             f"pretrained: {path} is not a mapping of parameter names to tensors "
@@ -245,7 +211,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     report = LoadReport()
     selected: dict[str, torch.Tensor] = {}
     for original_key, tensor in source.items():
-        key = original_key if original_key in target else _strip_prefixes(original_key)
+        key = original_key if original_key in target else KEY_PREFIXES.sub("", original_key)
         if key not in target or key in selected:
             report.unexpected.append(original_key)
         elif tensor.shape != target[key].shape:

@@ -143,16 +143,15 @@ class DigitClassifier(L.LightningModule):
             # counted on a loader of its own: trainer.estimated_stepping_batches would build Lightning's training
             # loader now, before a resumed run's checkpoint is restored, and that loader (Lightning 2.6 builds it
             # once) would never get its saved position: a run resumed mid-epoch would restart the epoch
-            batches = len(trainer.datamodule.train_dataloader())
-            steps_per_epoch = max(1, -(-batches // trainer.accumulate_grad_batches))
+            steps = -(-len(trainer.datamodule.train_dataloader()) // trainer.accumulate_grad_batches)
         else:
-            steps_per_epoch = max(1, trainer.estimated_stepping_batches // max(1, trainer.max_epochs))
+            steps = trainer.estimated_stepping_batches // max(1, trainer.max_epochs)
         schedulers = build_scheduler(
             self.scheduler_spec,
             optimizer,
             warmup_epoch=hp.warmup_epoch,
-            epochs=self.trainer.max_epochs,
-            steps_per_epoch=int(steps_per_epoch),
+            epochs=trainer.max_epochs,
+            steps_per_epoch=int(steps),
         )
         return ([optimizer], schedulers) if schedulers else optimizer
 

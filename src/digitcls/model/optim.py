@@ -36,8 +36,6 @@ from torch.optim.lr_scheduler import (
 from digitcls.choices import SchedulerSpec, parse_scheduler, scheduler_table
 from digitcls.private_apis import nested_schedulers
 
-# --------------------------------------------------------------------------------------------- optimizers
-
 # name -> (class, its arguments besides lr and weight_decay); AdaBelief and Ranger from pytorch_optimizer
 OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
     "Adam": (torch.optim.Adam, {}),
@@ -46,7 +44,6 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
     "AdaBelief": (AdaBelief, {}),
     "Ranger": (Ranger, {}),
 }
-OPTIMIZER_NAMES: tuple[str, ...] = tuple(OPTIMIZERS)
 _BY_FOLDED_NAME = {name.lower(): entry for name, entry in OPTIMIZERS.items()}
 
 
@@ -57,12 +54,7 @@ def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float)
     return cls(params, lr=float(lr), weight_decay=float(weight_decay), **defaults)
 
 
-# ------------------------------------------------------------------------------------ scheduler grammar
-
-PLATEAU_MONITOR = "val_acc"
 WARMUP_START_FACTOR = 0.1  # the warm-up starts at learning_rate / 10
-
-# ------------------------------------------------------------------------------------- schedulers
 
 
 class PlateauAfterWarmup(ReduceLROnPlateau):
@@ -88,7 +80,7 @@ class PlateauAfterWarmup(ReduceLROnPlateau):
 def _per_epoch(scheduler: LRScheduler | ReduceLROnPlateau) -> dict[str, Any]:
     config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
     if isinstance(scheduler, ReduceLROnPlateau):
-        config["monitor"] = PLATEAU_MONITOR
+        config["monitor"] = "val_acc"
     return config
 
 
@@ -104,11 +96,8 @@ def build_scheduler(
 
     ``epochs`` is the planned number of epochs (used by ``cosine`` and ``onecycle``); ``steps_per_epoch`` the
     optimizer steps per epoch (the warm-up and ``onecycle`` step per batch). The arguments are trusted:
-    :mod:`digitcls.schema` checked them (``warmup_epoch`` >= 0 and < ``epochs``, ``epochs`` >= 1).
-
-    With ``warmup_epoch = W``: a per-step ``LinearLR`` from ``learning_rate / 10`` to ``learning_rate``
-    over ``W * steps_per_epoch`` steps (it leaves the lr alone afterwards), and the main schedule, stepped
-    per epoch, starts its clock at epoch W (a ``ConstantLR(factor=1)`` holds it until then).
+    :mod:`digitcls.schema` checked them. The warm-up is a per-step ``LinearLR``; a ``ConstantLR(factor=1)``
+    holds the main schedule until it ends.
     """
     if isinstance(spec, str):
         spec = parse_scheduler(spec)

@@ -128,7 +128,8 @@ def to_markdown(rows: pd.DataFrame, title: str) -> str:
     if common:
         lines.append(f"Common to all jobs: `{' '.join(common)}`")
     error = rows.error.str.replace("\n", " ").str.replace("|", "\\|")  # a pipe or newline would break the table
-    shown = rows.assign(varying=_varying(rows), error=error.map(_shorten, na_action="ignore"))[list(MD_COLUMNS)]
+    error = error.where(error.str.len() <= MD_ERROR_CHARS, error.str[: MD_ERROR_CHARS - 1].str.rstrip() + "…")
+    shown = rows.assign(varying=_varying(rows), error=error)[list(MD_COLUMNS)]
     shown = shown.astype(object).where(shown.notna(), None)  # tabulate writes None as missingval
     headings, formats = zip(*MD_COLUMNS.values(), strict=True)
     table = shown.rename(columns=dict(zip(MD_COLUMNS, headings, strict=True))).to_markdown(
@@ -136,16 +137,10 @@ def to_markdown(rows: pd.DataFrame, title: str) -> str:
     return "\n".join([*lines, "", table]) + "\n"
 
 
-def _shorten(text: str, limit: int = MD_ERROR_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def read_val_acc(metrics_csv: Path) -> pd.DataFrame:
     """epoch, val_acc from a CSVLogger file: one row per epoch carries val_acc, other rows leave it empty."""
-    metrics = pd.read_csv(metrics_csv)
-    if "val_acc" not in metrics:
-        return pd.DataFrame({"epoch": [], "val_acc": []})
-    return metrics.dropna(subset=["epoch", "val_acc"]).astype({"epoch": int})[["epoch", "val_acc"]]
+    metrics = pd.read_csv(metrics_csv, usecols=lambda column: column in ("epoch", "val_acc"))
+    return metrics.reindex(columns=["epoch", "val_acc"]).dropna().astype({"epoch": int})
 
 
 def plot_val_acc(rows: pd.DataFrame, path: Path) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 
@@ -9,11 +10,8 @@ import litserve as ls
 import torch
 from torch import Tensor
 
-from digitcls.inference import Predictor, load_predictor
-from digitcls.serve.gate import decode_input
+from digitcls.inference import load_predictor
 from digitcls.serve.stopping import exit_with_parent
-
-TOP_K = 3
 
 
 class DigitAPI(ls.LitAPI):
@@ -26,7 +24,6 @@ class DigitAPI(ls.LitAPI):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.model_path = model_path
         self.img_size = img_size
-        self.predictor: Predictor | None = None
         self.server_pid = os.getpid()
 
     def setup(self, device: str) -> None:
@@ -34,11 +31,12 @@ class DigitAPI(ls.LitAPI):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if os.getpid() != self.server_pid:  # in a worker process, started by the server's main process
             exit_with_parent(self.server_pid)
-        torch.set_grad_enabled(False)
         self.predictor = load_predictor(self.model_path)
 
     def decode_request(self, request: dict) -> Tensor:
-        return decode_input(request, self.img_size)
+        """``gate.encode_input`` reversed: the 3 x H x W uint8 tensor."""
+        pixels = bytearray(base64.b64decode(request["pixels"]))
+        return torch.frombuffer(pixels, dtype=torch.uint8).reshape(3, *self.img_size)
 
     def predict(self, images: Tensor) -> Tensor:
         """One input (3 x H x W, when batching is off) or a stacked batch (N x 3 x H x W)."""
@@ -48,9 +46,9 @@ class DigitAPI(ls.LitAPI):
 
     def encode_response(self, probabilities: Tensor) -> dict:
         names = self.predictor.class_names
-        top = probabilities.topk(min(TOP_K, len(names)))
-        ranked = [{"label": names[i], "probability": p} for p, i in zip(top.values.tolist(), top.indices.tolist(),
-                                                                         strict=True)]
+        top = probabilities.topk(min(3, len(names)))
+        pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ranked = [{"label": names[i], "probability": p} for p, i in pairs]
         return {
             "label": ranked[0]["label"],
             "confidence": ranked[0]["probability"],

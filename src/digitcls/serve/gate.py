@@ -16,7 +16,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -38,18 +37,7 @@ MAX_FILE_PARTS = 8  # more files in one multipart body are refused while parsing
 
 
 class RequestError(Exception):
-    """A request the client can fix: answered with ``status`` and ``{"detail": message}``."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_request_bytes: int
-    max_image_pixels: int
+    """``RequestError(status, message)``: a request the client can fix, answered ``{"detail": message}``."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +82,10 @@ async def parse_upload(scope: Scope, body: bytes, receive: Receive) -> Upload:
 
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands out ``body`` once, then passes on what the client sends (a disconnect)."""
-    sent = False
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return pending.pop() if pending else await receive()
 
     return replay
 
@@ -175,31 +159,28 @@ def encode_input(pixels: torch.Tensor) -> bytes:
     return json.dumps({"pixels": base64.b64encode(pixels.numpy().tobytes()).decode("ascii")}).encode()
 
 
-def decode_input(payload: dict, img_size: tuple[int, int]) -> torch.Tensor:
-    """``encode_input`` reversed: the 3 x H x W uint8 tensor."""
-    flat = np.frombuffer(base64.b64decode(payload["pixels"]), np.uint8)
-    return torch.from_numpy(flat.copy()).reshape(3, *img_size)
-
-
 class PredictGate:
     """ASGI middleware: every ``POST /predict`` is checked and turned into a model input here."""
 
-    def __init__(self, app: ASGIApp, img_size: tuple[int, int], limits: Limits, path: str = "/predict"):
+    def __init__(
+        self, app: ASGIApp, img_size: tuple[int, int], max_request_bytes: int, max_image_pixels: int
+    ) -> None:
         self.app = app
         self.img_size = img_size
-        self.limits = limits
-        self.path = path
+        self.max_request_bytes = max_request_bytes
+        self.max_image_pixels = max_image_pixels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_body(scope, receive, self.limits.max_request_bytes)
+            body = await read_body(scope, receive, self.max_request_bytes)
             upload = await parse_upload(scope, body, receive)
-            pixels = await run_in_threadpool(model_input, upload, self.img_size, self.limits.max_image_pixels)
+            pixels = await run_in_threadpool(model_input, upload, self.img_size, self.max_image_pixels)
         except RequestError as error:
-            await JSONResponse({"detail": error.message}, status_code=error.status)(scope, receive, send)
+            status, message = error.args
+            await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
             return
         except Exception:  # a bug, not the client's fault: logged here, never sent (no traceback, no paths)
             log.exception("unexpected error while reading a /predict request")

@@ -10,17 +10,9 @@ from pathlib import Path
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    """Return once ``GET <url>/health`` answers ``ok``.
-
-    Args:
-        url: the server's base address, e.g. ``http://127.0.0.1:8000``.
-        process: the server's process; its exit ends the wait at once.
-        log: the file the server writes to; its tail goes into the error.
-        timeout_s: how long to wait (a model worker imports torch in a fresh process: slow on a busy machine).
-
-    Raises:
-        RuntimeError: the process exited, or ``timeout_s`` passed without an ``ok``.
-    """
+    """Return once ``GET <url>/health`` answers ``ok``; raise ``RuntimeError`` with the tail of ``log`` (the
+    server's output) if ``process`` exits first or ``timeout_s`` passes (a model worker imports torch in a
+    fresh process: slow on a busy machine)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

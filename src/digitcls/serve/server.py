@@ -7,7 +7,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import litserve as ls
-from fastapi.routing import APIRoute
 from omegaconf import DictConfig
 from starlette.responses import HTMLResponse
 
@@ -15,7 +14,7 @@ from digitcls.errors import ConfigError
 from digitcls.inference import Predictor
 from digitcls.schema import SERVE_HOSTS, SERVE_REQUEST_TIMEOUT_S
 from digitcls.serve.api import DigitAPI
-from digitcls.serve.gate import Limits, PredictGate
+from digitcls.serve.gate import PredictGate
 
 HOSTS = dict(zip(SERVE_HOSTS, ("this machine only", "every IPv4 interface", "every interface"), strict=True))
 PAGE = files("digitcls.serve") / "static" / "index.html"
@@ -39,30 +38,21 @@ def check_port_free(host: str, port: int) -> None:
 
 def build_server(cfg: DictConfig, model_path: Path, predictor: Predictor) -> ls.LitServer:
     api = DigitAPI(str(model_path), predictor.img_size, cfg.max_batch_size, float(cfg.batch_timeout))
-    limits = Limits(max_request_bytes=cfg.max_request_bytes, max_image_pixels=cfg.max_image_pixels)
     server = ls.LitServer(
         api,
         accelerator="cpu",
         workers_per_device=cfg.workers,
         timeout=SERVE_REQUEST_TIMEOUT_S,
-        middlewares=[(PredictGate, {"img_size": predictor.img_size, "limits": limits})],
+        middlewares=[(PredictGate, {"img_size": predictor.img_size, "max_image_pixels": cfg.max_image_pixels,
+                                     "max_request_bytes": cfg.max_request_bytes})],
         model_metadata={"class_names": predictor.class_names, "img_size": list(predictor.img_size)},
     )
     server.uvicorn_graceful_timeout = STOP_GRACE_S
-    _replace_index_with_page(server)
+    # LitServe answers GET / with "litserve running"; digitcls answers it with the drawing page
+    page = HTMLResponse(PAGE.read_text(encoding="utf-8"))
+    server.app.router.routes[:] = [r for r in server.app.router.routes if getattr(r, "path", None) != "/"]
+    server.app.add_api_route("/", lambda: page, methods=["GET"], include_in_schema=False)
     return server
-
-
-def _replace_index_with_page(server: ls.LitServer) -> None:
-    """LitServe answers ``GET /`` with "litserve running"; digitcls answers it with the drawing page."""
-    page = PAGE.read_text(encoding="utf-8")
-    routes = server.app.router.routes
-    routes[:] = [r for r in routes if not (isinstance(r, APIRoute) and r.path == "/" and "GET" in r.methods)]
-
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page)
-
-    server.app.add_api_route("/", index, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
 
 
 def banner(cfg: DictConfig, model_path: Path) -> str:
