@@ -9,6 +9,8 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from digitcls.private_apis import (
     failed_job_error,
     mobilenet_v3_blocks,
     nested_schedulers,
+    wake_litserve_on_signals,
 )
 
 SRC = Path(digitcls.__file__).parent
@@ -136,3 +139,66 @@ def test_no_digitcls_class_overrides_or_uses_a_private_library_member() -> None:
 
 def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
+
+
+# --------------------------------------------------------------------------- LitServe's shutdown wait
+
+SIGNAL_TO_ANOTHER_THREAD = """
+import multiprocessing, signal, sys, threading, time
+from digitcls.private_apis import SlicedWait
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, stop)
+manager = multiprocessing.Manager()
+event = manager.Event()  # what LitServer.run waits on
+if sys.argv[1] == "sliced":
+    event = SlicedWait(event, 0.1)
+other = threading.Thread(target=time.sleep, args=(60,), daemon=True)  # e.g. LitServe's worker monitor
+other.start()
+# the kernel may hand `kill <pid>` to any thread: here, deterministically, to the other one
+threading.Timer(0.5, signal.pthread_kill, (other.ident, signal.SIGTERM)).start()
+try:
+    event.wait()
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+"""
+
+
+def _stops_within(mode: str, seconds: float) -> bool:
+    try:
+        result = subprocess.run([sys.executable, "-c", SIGNAL_TO_ANOTHER_THREAD, mode], capture_output=True,
+                                text=True, timeout=seconds)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False
+    return "stopped" in result.stdout
+
+
+def test_a_signal_caught_by_another_thread_still_stops_the_wait() -> None:
+    # the control: LitServe's own wait never wakes for it (the serve-stop tests' rare 10 s hang)
+    assert not _stops_within("plain", 4), "a manager Event's wait() now wakes for a signal on another thread"
+    assert _stops_within("sliced", 20)
+
+
+def test_litserve_creates_its_shutdown_event_in_init_manager() -> None:
+    import litserve as ls
+
+    class Echo(ls.LitAPI):
+        def setup(self, device: str) -> None: ...
+
+        def predict(self, x: object) -> object:
+            return x
+
+    server = ls.LitServer(Echo(), accelerator="cpu")
+    wake_litserve_on_signals(server)
+    manager = server._init_manager(1)
+    try:
+        event = server._shutdown_event
+        assert type(event).__name__ == "SlicedWait", f"LitServer._init_manager changed (litserve {ls.__version__})"
+        assert not event.wait(0.01) and not event.is_set()
+        event.set()
+        assert event.wait() and event.is_set()
+    finally:
+        manager.shutdown()
+

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from digitcls.errors import ConfigError
 from digitcls.inference import Predictor
+from digitcls.private_apis import wake_litserve_on_signals
 from digitcls.schema import SERVE_HOSTS, SERVE_REQUEST_TIMEOUT_S
 from digitcls.serve.api import DigitAPI
 from digitcls.serve.gate import PredictGate
@@ -48,6 +49,7 @@ def build_server(cfg: DictConfig, model_path: Path, predictor: Predictor) -> ls.
         model_metadata={"class_names": predictor.class_names, "img_size": list(predictor.img_size)},
     )
     server.uvicorn_graceful_timeout = STOP_GRACE_S
+    wake_litserve_on_signals(server)  # a signal may reach another thread than the one waiting
     # LitServe answers GET / with "litserve running"; digitcls answers it with the drawing page
     page = HTMLResponse(PAGE.read_text(encoding="utf-8"))
     server.app.router.routes[:] = [r for r in server.app.router.routes if getattr(r, "path", None) != "/"]
