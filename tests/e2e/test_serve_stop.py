@@ -43,8 +43,10 @@ class Server:
 
 
 def hangup_as_default() -> None:
-    """The server started as from a terminal, even when the tests run under ``nohup`` (SIGHUP ignored, inherited)."""
+    """The server started as from a terminal, even when the tests run under ``nohup`` (SIGHUP ignored, inherited)
+    or in a test worker that ignores Ctrl-C (SIGINT ignored, inherited: the server would rightly keep it so)."""
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")
