@@ -91,4 +91,3 @@ class SlicedWait:
 
     def is_set(self) -> bool:
         return self.event.is_set()
-

@@ -6,9 +6,12 @@ A failure names the API that changed: update the entry (and the pinned versions 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import inspect
+import os
 import pkgutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -167,12 +170,18 @@ except KeyboardInterrupt:
 
 
 def _stops_within(mode: str, seconds: float) -> bool:
+    # its own process group: the manager process it forks is stopped with it, whatever the outcome
+    process = subprocess.Popen([sys.executable, "-c", SIGNAL_TO_ANOTHER_THREAD, mode], stdout=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
     try:
-        result = subprocess.run([sys.executable, "-c", SIGNAL_TO_ANOTHER_THREAD, mode], capture_output=True,
-                                text=True, timeout=seconds)  # fmt: skip
+        stdout, _ = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
-        return False
-    return "stopped" in result.stdout
+        stdout = ""
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return "stopped" in stdout
 
 
 def test_a_signal_caught_by_another_thread_still_stops_the_wait() -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 
 import litserve as ls
-import torch
 from torch import Tensor
 
 from digitcls.inference import load_predictor
+from digitcls.serve.gate import decode_input
 from digitcls.serve.stopping import exit_with_parent
 
 
@@ -34,9 +33,7 @@ class DigitAPI(ls.LitAPI):
         self.predictor = load_predictor(self.model_path)
 
     def decode_request(self, request: dict) -> Tensor:
-        """``gate.encode_input`` reversed: the 3 x H x W uint8 tensor."""
-        pixels = bytearray(base64.b64decode(request["pixels"]))
-        return torch.frombuffer(pixels, dtype=torch.uint8).reshape(3, *self.img_size)
+        return decode_input(request, self.img_size)
 
     def predict(self, images: Tensor) -> Tensor:
         """One input (3 x H x W, when batching is off) or a stacked batch (N x 3 x H x W)."""

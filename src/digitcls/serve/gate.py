@@ -159,6 +159,12 @@ def encode_input(pixels: torch.Tensor) -> bytes:
     return json.dumps({"pixels": base64.b64encode(pixels.numpy().tobytes()).decode("ascii")}).encode()
 
 
+def decode_input(payload: dict, img_size: tuple[int, int]) -> torch.Tensor:
+    """``encode_input`` reversed: the 3 x H x W uint8 tensor."""
+    pixels = bytearray(base64.b64decode(payload["pixels"]))  # writable: torch.frombuffer shares it
+    return torch.frombuffer(pixels, dtype=torch.uint8).reshape(3, *img_size)
+
+
 class PredictGate:
     """ASGI middleware: every ``POST /predict`` is checked and turned into a model input here."""
 
