@@ -1,9 +1,8 @@
-"""Atomic file writes: every output digitcls writes appears whole or not at all.
+"""Atomic file writes: every output digitcls writes appears whole or not at all (docs/troubleshooting.md).
 
 Write into a temporary file beside the target (same folder, so the same filesystem), flush it to disk, then
-``os.replace`` it over the target: a reader, a later command or ``resume=true`` sees the old file or the new
-one, never half of one, whatever kills the writer (Ctrl-C, SIGKILL, a full disk). On any failure the
-temporary file is removed and the old file is left as it was.
+``os.replace`` it over the target: whatever kills the writer (Ctrl-C, SIGKILL, a full disk), a reader sees the
+old file or the new one. On any failure the temporary file is removed and the old file is left as it was.
 
 Every function that writes through :func:`atomic_path` is registered with :func:`writer`:
 ``tests/unit/test_atomic_writes.py`` interrupts each registered writer, and fails on any file write in

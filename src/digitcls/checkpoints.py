@@ -1,14 +1,8 @@
-"""Reading checkpoint and weights files without running code: every ``torch.load`` of a file digitcls did
-not just write itself goes through :func:`read_checkpoint`.
+"""Reading checkpoint and weights files without running code (docs/troubleshooting.md, "Security").
 
-``torch.load(weights_only=True)`` unpickles tensors, plain containers and numbers only; anything else
-(a class, a function such as ``exec``) is refused before it is created, so a file from elsewhere can hold
-wrong weights but cannot run code. digitcls's own checkpoints (Lightning's, with the EMA, early-stopping
-and checkpoint callbacks, every optimizer and scheduler) hold nothing more, so no extra type is allowed.
-
-A file that needs more (an older digitcls, another tool) is refused with the way out:
-``python -m digitcls.checkpoints <in> <out>`` loads it once *trusting it*, keeps only tensors and plain
-values, and writes a file that loads safely.
+Every ``torch.load`` of a file digitcls did not just write itself goes through :func:`read_checkpoint`
+(``weights_only=True``: a file from elsewhere can hold wrong weights but cannot run code); digitcls's own
+checkpoints need no extra allowed type. ``python -m digitcls.checkpoints <in> <out>`` converts a trusted file.
 """
 
 from __future__ import annotations

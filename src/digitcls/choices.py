@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from types import ModuleType
 from typing import Any
 
 from digitcls.errors import ConfigError
@@ -55,20 +54,7 @@ def output_stride_problem(model_name: str, output_stride: int) -> str | None:
 
 def timm_architecture(model_name: str) -> str | None:
     """timm's name for ``model_name`` (one of :data:`TIMM_ALIASES` or ``timm/<name>``); None for torchvision's."""
-    if model_name.startswith(TIMM_PREFIX):
-        return model_name[len(TIMM_PREFIX) :]
-    return TIMM_ALIASES.get(model_name)
-
-
-def import_timm(model_name: str) -> ModuleType:
-    try:
-        import timm
-    except ImportError:
-        raise ConfigError(
-            f"model_name: {model_name} is built by timm, which is not installed. Install the timm extra (pip "
-            "install -e '.[timm]', or pip install timm), or use mobilenetv3, mobilenetv3_small or shufflenetv2."
-        ) from None
-    return timm
+    return model_name.removeprefix(TIMM_PREFIX) if model_name.startswith(TIMM_PREFIX) else TIMM_ALIASES.get(model_name)
 
 
 def timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is imported lazily)
@@ -79,7 +65,13 @@ def timm_config(model_name: str):  # -> timm.models.PretrainedCfg (timm is impor
         raise ConfigError(
             f"model_name: got {model_name!r}; allowed: {MODEL_NAMES_ALLOWED}; e.g. model_name=mobilenetv3_small."
         )
-    timm = import_timm(model_name)
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError(
+            f"model_name: {model_name} is built by timm, which is not installed. Install the timm extra (pip "
+            "install -e '.[timm]', or pip install timm), or use mobilenetv3, mobilenetv3_small or shufflenetv2."
+        ) from None
     hint = f"timm/<name> takes a name from timm.list_models() (timm {timm.__version__}), e.g. timm/resnet18"
     if not architecture or not timm.is_model(architecture):
         similar = timm.list_models(f"*{architecture.split('.')[0]}*")[:5] if architecture else []

@@ -1,7 +1,6 @@
 """`python -m digitcls.evaluate model_path=... eval_path=...`: metrics a user can trust, and pictures.
 
-Accuracy (micro), macro and per-class precision/recall/F1 and the confusion matrix, all from torchmetrics
-with ``average=`` explicit. The class mapping is the checkpoint's, never re-derived from the folders.
+All from torchmetrics with ``average=`` explicit; the class mapping is the checkpoint's, never the folders'.
 """
 
 from __future__ import annotations
@@ -48,35 +47,27 @@ def score_folder(
     dataset = ImageFolderDataset(samples, predictor.img_size, on_bad_image, max_image_pixels)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labelled)
     n = len(predictor.class_names)
+    per_class = {"precision": MulticlassPrecision, "recall": MulticlassRecall, "f1": MulticlassF1Score}
     metrics = MetricCollection(
         {
             "accuracy": MulticlassAccuracy(num_classes=n, average="micro"),
-            "precision_macro": MulticlassPrecision(num_classes=n, average="macro"),
-            "recall_macro": MulticlassRecall(num_classes=n, average="macro"),
-            "f1_macro": MulticlassF1Score(num_classes=n, average="macro"),
-            "precision": MulticlassPrecision(num_classes=n, average="none"),
-            "recall": MulticlassRecall(num_classes=n, average="none"),
-            "f1": MulticlassF1Score(num_classes=n, average="none"),
+            **{f"{name}_macro": metric(num_classes=n, average="macro") for name, metric in per_class.items()},
+            **{name: metric(num_classes=n, average="none") for name, metric in per_class.items()},
             "confusion": MulticlassConfusionMatrix(num_classes=n),
         }
     )
-    true, predicted, confidence = [], [], []
+    batches = []  # (true labels, confidence, predicted) of each batch
     for batch in loader:
         if batch is None:  # every image in it was unreadable (and skipped, with a warning)
             continue
         images, labels = batch
         probabilities = predictor.probabilities(images)
         metrics.update(probabilities, labels)
-        best, index = probabilities.max(dim=1)
-        true.append(labels)
-        predicted.append(index)
-        confidence.append(best)
-    if not true:
+        batches.append((labels, *probabilities.max(dim=1)))
+    if not batches:
         raise DataError(f"eval_path: no readable images under {root}.")
-    rows = pd.DataFrame(
-        {"true": torch.cat(true).numpy(), "predicted": torch.cat(predicted).numpy(),
-         "confidence": torch.cat(confidence).numpy()}
-    )
+    true, confidence, predicted = (torch.cat(column).numpy() for column in zip(*batches, strict=True))
+    rows = pd.DataFrame({"true": true, "predicted": predicted, "confidence": confidence})
     # skipped bad images are absent from the rows: match them to their files by decoding order
     if len(rows) == len(samples):
         rows.insert(0, "path", [str(path) for path, _ in samples])
@@ -84,15 +75,8 @@ def score_folder(
 
 
 def per_class_table(values: dict[str, torch.Tensor], class_names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "class": class_names,
-            "support": values["confusion"].numpy().sum(axis=1),
-            "precision": values["precision"].numpy(),
-            "recall": values["recall"].numpy(),
-            "f1": values["f1"].numpy(),
-        }
-    )
+    columns = {name: values[name].numpy() for name in ("precision", "recall", "f1")}
+    return pd.DataFrame({"class": class_names, "support": values["confusion"].numpy().sum(axis=1), **columns})
 
 
 def worst_mistakes(
@@ -102,14 +86,10 @@ def worst_mistakes(
         return None
     wrong = rows[rows.true != rows.predicted].nlargest(k, "confidence")
     names = predictor.class_names
-    return image_grid(
-        [read_image(p, max_image_pixels) for p in wrong.path],
-        [f"true {names[t]} → {names[p]}\n{c:.0%}" for t, p, c in zip(wrong.true, wrong.predicted, wrong.confidence,
-                                                                      strict=True)],
-        [True] * len(wrong),
-        path,
-        suptitle=f"the {len(wrong)} most confident mistakes",
-    )
+    titles = [f"true {names[t]} → {names[p]}\n{c:.0%}"
+              for t, p, c in zip(wrong.true, wrong.predicted, wrong.confidence, strict=True)]
+    return image_grid([read_image(p, max_image_pixels) for p in wrong.path], titles, [True] * len(wrong), path,
+                      suptitle=f"the {len(wrong)} most confident mistakes")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

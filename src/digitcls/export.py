@@ -1,8 +1,7 @@
-"""`python -m digitcls.export model_path=... format=onnx|torchscript|all`.
+"""`python -m digitcls.export model_path=... format=onnx|torchscript|all` (docs/inference.md).
 
 The exported graph takes float images in [0, 1], N x 3 x H x W (any N), and returns logits: the
-normalisation is inside the model, so a consumer only resizes. ONNX files carry the class names and
-``img_size`` in their metadata, which `predict model_path=<file>.onnx` reads.
+normalisation is inside the model, so a consumer only resizes.
 """
 
 from __future__ import annotations

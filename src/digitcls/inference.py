@@ -1,11 +1,9 @@
 """One way to run a trained model on batches, whether it is a Lightning checkpoint or an ONNX export.
 
-With onnxruntime installed (the ``export`` extra) a checkpoint runs through its export, cached beside it as
-``<name>.ckpt.onnx`` (not ``<name>.onnx``, `make export`'s file). The export's metadata records the
-checkpoint's size and mtime (ns) and :data:`FORMAT`; any difference (``last.ckpt`` rewritten by a later epoch)
-and it is made again. Not a hash: reading a large checkpoint would cost more than the start-up the cache
-saves. Without onnxruntime it runs on torch; both give the same probabilities (to float rounding).
-torch and Lightning are imported only on the torch path and for the export (``import lightning`` is slow).
+A checkpoint runs on onnxruntime through its export cached as ``<name>.ckpt.onnx`` (docs/inference.md), else on
+torch. The cache is keyed on the checkpoint's size and mtime (ns) and :data:`FORMAT`, not a hash: reading a large
+checkpoint would cost more than the start-up the cache saves. torch and Lightning are imported only on the torch
+path and for the export (``import lightning`` is slow).
 """
 
 from __future__ import annotations
@@ -68,7 +66,14 @@ def load_predictor(path: str | Path, backend: Backend = "auto") -> Predictor:
     if backend == "torch" or (backend == "auto" and not exportable):
         return torch_predictor(path)
     try:
-        return cached_onnx_predictor(path)
+        cache, key, opened = cache_path(path), source_key(path), None
+        if cache.is_file():
+            with contextlib.suppress(CheckpointError):  # a damaged cache is simply made again
+                opened = _open_session(cache)
+        if opened is None or opened[1].get(SOURCE_KEY) != key:  # missing, damaged or another checkpoint's
+            export_cache(path, cache, key)
+            opened = _open_session(cache)
+        return _session_predictor(path, *opened)
     except DigitclsError:
         raise
     except Exception as error:  # the export is an optimisation: labelling goes on without it
@@ -99,20 +104,6 @@ def export_cache(checkpoint: Path, cache: Path, key: str) -> Path:
     from digitcls.model.module import load_classifier
 
     return export_onnx(load_classifier(checkpoint), cache, extra_metadata={SOURCE_KEY: key})
-
-
-def cached_onnx_predictor(checkpoint: Path) -> Predictor:
-    """``checkpoint`` on onnxruntime through its cached export, exported first when missing, damaged or
-    made from another version of the checkpoint."""
-    cache, key = cache_path(checkpoint), source_key(checkpoint)
-    opened = None
-    if cache.is_file():
-        with contextlib.suppress(CheckpointError):  # a damaged cache is simply made again
-            opened = _open_session(cache)
-    if opened is None or opened[1].get(SOURCE_KEY) != key:
-        export_cache(checkpoint, cache, key)
-        opened = _open_session(cache)
-    return _session_predictor(checkpoint, *opened)
 
 
 def torch_predictor(path: Path) -> Predictor:
@@ -170,11 +161,7 @@ def _session_predictor(path: Path, session: InferenceSession, meta: dict[str, st
     def run(images: np.ndarray) -> np.ndarray:
         batch = images.astype(np.float32) / np.float32(255) if images.dtype == np.uint8 else images
         (logits,) = session.run(None, {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
-        return softmax(logits)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, without importing torch
+        return shifted / shifted.sum(axis=1, keepdims=True)
 
     return Predictor(path, class_names, (int(height), int(width)), "onnxruntime", run)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -1,8 +1,5 @@
-"""Every file and folder a config key names, opened and checked before any data is loaded or trained on.
-
-:mod:`digitcls.schema` checks the values; this module checks what they point at, so that a missing,
-truncated or foreign file ends the command in seconds rather than after a training run.
-"""
+"""Every file and folder a config key names, opened and checked before any data is loaded (the values
+themselves: :mod:`digitcls.schema`): a bad file ends the command in seconds, not after training."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The `logger=` config group: the CSV logger always, plus TensorBoard, MLflow and W&B on request.
-
-``metrics.csv`` is digitcls's own record (the run summary, ``summarize`` and the notebook read it), so the
-CSV logger is always first; ``logger=tensorboard|mlflow|wandb`` (or a list) adds trackers, each a ``_target_``
-config in ``conf/logger/`` that ``hydra.utils.instantiate`` builds. A single run is named after its output folder;
-in a sweep each job is one run named after its overrides (``hydra.job.override_dirname``), grouped by sweep: one
-MLflow experiment, one TensorBoard folder, one W&B group. The ``digitcls_*`` resolvers below give those names.
-Every tracker stays local and offline unless its config points elsewhere.
+"""The `logger=` config group: the CSV logger always (``metrics.csv`` is digitcls's own record), plus TensorBoard,
+MLflow and W&B on request, each a ``_target_`` config in ``conf/logger/`` (docs/configuration.md, "Loggers"). The
+``digitcls_*`` resolvers below name runs after the output folder, or in a sweep after the job's overrides.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """`make predict` / `python -m digitcls.predict`: label every image under ``test_path`` into ``pre.csv``.
 
-Batched (never one image at a time), keyed by the path relative to ``test_path`` (equal file names in two
-folders never collide), labelled with class *names*, written atomically. Unreadable images go to
-``pre_errors.csv`` and do not stop the run.
-
-Fast to start: the model runs on onnxruntime when it is installed (see :mod:`digitcls.inference`), images
-are decoded by threads of this process (OpenCV releases the GIL; no worker processes to start), the next
-batches decoding while the model runs the current one, and torch, Lightning, pandas and matplotlib are
-imported only by the code that needs them (``python -X importtime -m digitcls.predict --help``).
+Fast to start (docs/inference.md): the model runs on onnxruntime when installed (:mod:`digitcls.inference`),
+and torch, Lightning, pandas and matplotlib are imported only by the code that needs them
+(``python -X importtime -m digitcls.predict --help``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Make a real-world photo or scan of one digit look like an MNIST sample (``preprocess=mnist``).
 
-MNIST digits are white ink on black, size-normalised to fit 20x20 and centred by centre of mass in a
-28x28 frame (LeCun et al.). A phone photo is dark ink on light paper, any size, anywhere in the frame:
-fed as-is, an MNIST model mostly sees background. This does the same normalisation MNIST's authors did.
+A phone photo is dark ink on light paper, any size, anywhere in the frame: fed as-is, an MNIST model mostly
+sees background. This does the normalisation MNIST's authors did (LeCun et al.; docs/inference.md).
 """
 
 from __future__ import annotations
@@ -19,24 +18,24 @@ MIN_CONTRAST = 16
 
 def to_mnist_style(image: np.ndarray) -> np.ndarray:
     """An H x W (x 3) uint8 image of one digit -> 28 x 28 uint8, white ink on black, MNIST-normalised."""
+    frame = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:  # light paper: invert so ink is bright, as in MNIST
         gray = 255 - gray
     if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:  # blank paper: nothing to find
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+        return frame
     smooth = cv2.GaussianBlur(gray, (3, 3), 0)
     level, ink = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     points = cv2.findNonZero(ink)
     if points is None:
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+        return frame
     x, y, w, h = cv2.boundingRect(points)
     # keep grey levels of the ink (anti-aliasing, like MNIST) but drop the paper's texture
     digit = np.where(smooth[y : y + h, x : x + w] >= level, gray[y : y + h, x : x + w], 0)
     scale = DIGIT_BOX / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     digit = cv2.resize(digit.astype(np.uint8), size, interpolation=cv2.INTER_AREA)
-    frame = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
     top, left = (MNIST_SIZE - size[1]) // 2, (MNIST_SIZE - size[0]) // 2
     frame[top : top + size[1], left : left + size[0]] = digit
     moments = cv2.moments(frame)  # shift the centre of mass to the middle, as MNIST did

@@ -39,12 +39,9 @@ def nested_schedulers(scheduler: object) -> Iterator[object]:
 
 
 def mobilenet_v3_blocks(architecture: str) -> tuple[list[InvertedResidualConfig], int]:
-    """torchvision's MobileNetV3 block table and last channel count (``mobilenet_v3_large``/``_small``).
-
-    Only torchvision's ``_mobilenet_v3_conf`` returns it; the public builders return a finished network, and
-    digitcls sets the first stride-2 blocks' strides (``output_stride``) before building; torchvision's ``dilated=True``
-    would dilate the last stage instead.
-    """
+    """torchvision's MobileNetV3 block table and last channel count (``mobilenet_v3_large``/``_small``). Only
+    ``_mobilenet_v3_conf`` returns it: the public builders return a finished network, and digitcls sets the first
+    stride-2 blocks' strides (``output_stride``) before building."""
     return _mobilenet_v3_conf(architecture)
 
 

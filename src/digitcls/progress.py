@@ -75,9 +75,7 @@ class PlainProgressBar(ProgressBar):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        metrics = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val_", "train_"))
-        }
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val_", "train_"))}
         took = _duration(time.monotonic() - self._epoch_started)
         self.print(f"{_epoch(trainer)} done in {took}  {_metrics_text(metrics)}")
 

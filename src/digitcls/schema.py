@@ -1,23 +1,12 @@
 """Every config key declared once: type, default, rule and one line of help, in one dataclass per command.
 
-* **Declarations** — one :func:`setting` per key in :class:`TrainConfig`, :class:`EvaluateConfig`,
-  :class:`PredictConfig`, :class:`ExportConfig` or :class:`ServeConfig`; a key several commands share is declared
-  in a base class they inherit (:func:`redefault` gives one command another default, e.g. larger batches for
-  evaluation). OmegaConf checks and converts the types (``epochs=2.5`` is refused, ``learning_rate=1`` becomes
-  ``1.0``) and refuses keys the command does not declare; each key's :class:`Rule` checks its range or choices.
-* **Derived from them** — the keys of ``conf/<command>.yaml`` (values and comments) and the key table of
-  docs/configuration.md, both written by ``python -m digitcls.schema`` and checked by tests/unit/test_schema.py;
-  the defaults of ``DigitClassifier`` and ``DigitDataModule`` (:data:`TRAIN`), also checked there.
-* **Cross-key rules** — :data:`CROSS_RULES`.
-
-:func:`validated` applies them all and turns each violation into a :class:`~digitcls.errors.ConfigError` naming
-the key, the value and what is allowed (the entry points print it and exit with status 2). Constructors downstream
-trust these values. The schema is checked inside the task rather than through Hydra's defaults list, because Hydra
-reports composition errors itself (status 1, its own wording).
-
-To add a config key: one :func:`setting` here, then ``python -m digitcls.schema``. A key named like an argument of
-``DigitClassifier`` or ``DigitDataModule`` reaches it through :func:`arguments_for` (and the model's is saved in its
-checkpoints): the argument, defaulting to ``TRAIN.<key>``, is the key's use.
+``conf/<command>.yaml``'s keys and docs/configuration.md's key table are written from these declarations by
+``python -m digitcls.schema`` (tests/unit/test_schema.py fails when either is stale). :func:`validated` applies
+them and turns each violation into a :class:`~digitcls.errors.ConfigError` naming the key, the value and what is
+allowed (the entry points print it and exit with status 2). The schema is checked inside the task rather than
+through Hydra's defaults list, because Hydra reports composition errors itself (status 1, its own wording).
+A key named like an argument of ``DigitClassifier`` or ``DigitDataModule`` reaches it through
+:func:`arguments_for`: the argument, defaulting to ``TRAIN.<key>``, is the key's use.
 """
 
 from __future__ import annotations
@@ -82,10 +71,6 @@ def _in(low: float, high: float, low_open: bool = False, high_open: bool = False
     return ok
 
 
-def _positive(value: float) -> bool:
-    return math.isfinite(value) and value > 0
-
-
 def _at_least(low: int) -> Callable[[Any], bool]:
     return lambda value: value >= low
 
@@ -103,9 +88,7 @@ def _img_size_ok(value: int | list[int]) -> bool:
 
 
 def _class_weight_ok(weights: Sequence[float] | None) -> bool:
-    return weights is None or (
-        all(math.isfinite(w) and w >= 0 for w in weights) and sum(weights) > 0
-    )
+    return weights is None or (all(math.isfinite(w) and w >= 0 for w in weights) and sum(weights) > 0)
 
 
 def _delegated(check: Callable[[Any], object]) -> Callable[[Any], bool]:
@@ -138,10 +121,6 @@ def group(choice: str, help: str) -> Any:
     return field(default_factory=dict, metadata={"help": help, "rule": None, "group": choice})
 
 
-RUN_FOLDER = "${hydra:runtime.output_dir}"
-NEWEST_BEST = "null = the newest training run's best checkpoint"
-
-
 # --------------------------------------------------------------------------- one dataclass per command
 # Optional[...] (not `X | None`): OmegaConf reads these annotations at run time on Python 3.10.
 
@@ -149,8 +128,8 @@ NEWEST_BEST = "null = the newest training run's best checkpoint"
 @dataclass
 class ModelFile:  # every command reads or writes a checkpoint
     model_path: Optional[str] = setting(  # noqa: UP045
-        None, f"a .ckpt (evaluate, predict, serve: or an .onnx export); {NEWEST_BEST} (train: the checkpoint to "
-        "test after training, null = this run's best)")
+        None, "a .ckpt (evaluate, predict, serve: or an .onnx export); null = the newest training run's best "
+        "checkpoint (train: the checkpoint to test after training, null = this run's best)")
 
 
 @dataclass
@@ -173,7 +152,7 @@ class Batches(ImageReading):
 class LabelledBatches(Batches):
     on_bad_image: str = setting("skip", "a corrupt or empty image: skip it with one warning naming it, or error",
                                 Rule(" or ".join(BAD_IMAGE_POLICIES), _one_of(BAD_IMAGE_POLICIES), "skip"))
-    output_dir: str = setting(RUN_FOLDER, "where the run writes its files (Hydra's run folder)")
+    output_dir: str = setting("${hydra:runtime.output_dir}", "where the run writes its files (Hydra's run folder)")
 
 
 @dataclass
@@ -225,7 +204,8 @@ class TrainConfig(LabelledBatches, Seeded):
     optimizer: str = setting("AdamW", "Adam, AdamW, SGD (Nesterov, momentum 0.9), AdaBelief or Ranger",
                              Rule(f"one of {', '.join(OPTIMIZER_NAMES)} (case-insensitive)",
                                   _one_of(OPTIMIZER_NAMES, fold_case=True), "AdamW"))
-    learning_rate: float = setting(0.002, "peak learning rate", Rule("a positive number", _positive, "0.002"))
+    learning_rate: float = setting(0.002, "peak learning rate",
+                                   Rule("a positive number", _in(0, math.inf, True, True), "0.002"))
     weight_decay: float = setting(0.0001, "weight decay; 0 = off",
                                   Rule("a number >= 0 (0 = off)", _in(0, math.inf, high_open=True), "0.0001"))
     scheduler: str = setting("default-0.1-3", "default-F-P, step-S-G, SGDR-T0-TMULT, multi-M1,M2-G, cosine, onecycle "
@@ -246,7 +226,7 @@ class TrainConfig(LabelledBatches, Seeded):
                                       Rule("a whole number >= 0 (0 = never stop early)", _at_least(0), "5"))
     gradient_clip_val: Optional[float] = setting(  # noqa: UP045
         None, "clip the gradient norm (Lightning, after backward); null or 0 = no clipping",
-        Rule("null or a number >= 0 (0 or null = no clipping)", lambda v: _in(0, math.inf, high_open=True)(v), "1.0"))
+        Rule("null or a number >= 0 (0 or null = no clipping)", _in(0, math.inf, high_open=True), "1.0"))
     ema_decay: Optional[float] = setting(  # noqa: UP045
         None, "e.g. 0.999: validate and save an exponential moving average of the weights",
         Rule("null or a number in (0, 1)", _in(0, 1, True, True), "0.999"))
@@ -328,32 +308,20 @@ TRAIN = TrainConfig()  # the declared defaults, for constructors that take the s
 # --------------------------------------------------------------------------- cross-key rules
 
 
-def _class_weight_per_class(cfg: DictConfig) -> str | None:
+def _check_across_keys(cfg: DictConfig) -> None:
+    """train's rules between keys: a ConfigError for the first one ``cfg`` breaks."""
     weights = cfg.get("class_weight")
     if weights is not None and len(weights) != cfg.class_number:
-        return (f"class_weight: has {len(weights)} values but class_number={cfg.class_number}; give one weight per "
-                "class folder (in sorted order), or class_weight=null.")
-    return None
-
-
-def _epochs_after_warmup(cfg: DictConfig) -> str | None:
+        raise ConfigError(f"class_weight: has {len(weights)} values but class_number={cfg.class_number}; give one "
+                          "weight per class folder (in sorted order), or class_weight=null.")
     if cfg.warmup_epoch and cfg.warmup_epoch >= cfg.epochs:
-        return (f"warmup_epoch: {cfg.warmup_epoch} leaves no epoch after the warm-up (epochs={cfg.epochs}); "
-                "use fewer warm-up epochs or more epochs.")
-    return None
-
-
-def _resume_or_ckpt_path(cfg: DictConfig) -> str | None:
+        raise ConfigError(f"warmup_epoch: {cfg.warmup_epoch} leaves no epoch after the warm-up (epochs={cfg.epochs}); "
+                          "use fewer warm-up epochs or more epochs.")
     if cfg.resume and cfg.ckpt_path:
-        return (f"resume=true and ckpt_path={cfg.ckpt_path} both choose a checkpoint to continue from; "
-                "keep one of them.")
-    return None
-
-
-CROSS_RULES: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_class_weight_per_class, _epochs_after_warmup, _resume_or_ckpt_path,
-              lambda cfg: output_stride_problem(cfg.model_name, cfg.output_stride)],
-}
+        raise ConfigError(f"resume=true and ckpt_path={cfg.ckpt_path} both choose a checkpoint to continue from; "
+                          "keep one of them.")
+    if message := output_stride_problem(cfg.model_name, cfg.output_stride):
+        raise ConfigError(message)
 
 
 # --------------------------------------------------------------------------- checking
@@ -365,23 +333,32 @@ def validated(cfg: DictConfig, command: str) -> DictConfig:
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema), cfg)
     except OmegaConfBaseException as error:
-        raise _type_error(error, cfg, schema, command) from None
-    missing = [spec.name for spec in fields(schema) if OmegaConf.is_missing(typed, spec.name)]  # resolves nothing
-    if missing:
+        key = str(error.full_key or "")
+        top = key.split(".")[0].split("[")[0]
+        by_name = {spec.name: spec for spec in fields(schema)}
+        if top not in by_name:
+            raise ConfigError(
+                f"{key}: not a key of `digitcls.{command}` (a typo?). Valid keys: {', '.join(by_name)}. New keys "
+                "are declared in src/digitcls/schema.py."
+            ) from None
+        value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        rule = by_name[top].metadata.get("rule")
+        allowed = f"; allowed: {rule.allowed}; e.g. {top}={rule.example}" if rule else ""
+        raise ConfigError(
+            f"{key}: got {_plain(value)!r}, which is not {_type_words(by_name[top].type)}{allowed}."
+        ) from None
+    if missing := [spec.name for spec in fields(schema) if OmegaConf.is_missing(typed, spec.name)]:  # resolves nothing
         raise ConfigError(f"{missing[0]}: has no value; set it, e.g. {missing[0]}=<value> (in conf/{command}.yaml).")
     for spec in fields(schema):
         rule = spec.metadata.get("rule")
         if rule is None:
             continue
         value = _plain(OmegaConf.select(typed, spec.name, throw_on_missing=True))
-        if value is None and _optional(spec.type):
-            continue
-        if not rule.ok(value):
+        optional_none = value is None and (spec.type.startswith("Optional[") or spec.type == "Any")
+        if not optional_none and not rule.ok(value):
             raise ConfigError(f"{spec.name}: got {value!r}; allowed: {rule.allowed}; e.g. {spec.name}={rule.example}.")
-    for cross_rule in CROSS_RULES.get(command, []):
-        message = cross_rule(typed)
-        if message:
-            raise ConfigError(message)
+    if command == "train":
+        _check_across_keys(typed)
     if "img_size" in typed:  # parsed here, once: every module after takes [height, width]
         typed.img_size = list(parse_img_size(_plain(typed.img_size)))
     return typed
@@ -396,25 +373,6 @@ def arguments_for(target: Callable[..., Any], cfg: DictConfig, **given: Any) -> 
 
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
-
-
-def _optional(annotation: str) -> bool:
-    return annotation.startswith("Optional[") or annotation == "Any"
-
-
-def _type_error(error: OmegaConfBaseException, cfg: DictConfig, schema: type, command: str) -> ConfigError:
-    key = str(error.full_key or "")
-    top = key.split(".")[0].split("[")[0]
-    declared = {spec.name: spec for spec in fields(schema)}
-    if top not in declared:
-        return ConfigError(
-            f"{key}: not a key of `digitcls.{command}` (a typo?). Valid keys: {', '.join(declared)}. New keys "
-            "are declared in src/digitcls/schema.py."
-        )
-    value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-    rule = declared[top].metadata.get("rule")
-    allowed = f"; allowed: {rule.allowed}; e.g. {top}={rule.example}" if rule else ""
-    return ConfigError(f"{key}: got {_plain(value)!r}, which is not {_type_words(declared[top].type)}{allowed}.")
 
 
 def _type_words(annotation: str) -> str:
@@ -455,11 +413,8 @@ def declared(command: str) -> list[Any]:
 
 def yaml_keys(command: str) -> str:
     """The keys of conf/<command>.yaml: each declared default, commented with its help."""
-    lines = []
-    for spec in declared(command):
-        if "group" not in spec.metadata:  # groups come from the defaults list
-            lines.append(f"{f'{spec.name}: {_yaml(default_of(spec))}':<32} # {spec.metadata['help']}")
-    return "\n".join(lines)
+    return "\n".join(f"{f'{spec.name}: {_yaml(default_of(spec))}':<32} # {spec.metadata['help']}"
+                     for spec in declared(command) if "group" not in spec.metadata)  # groups: from the defaults list
 
 
 def key_table() -> str:
@@ -501,12 +456,8 @@ def between(text: str, markers: tuple[str, str], content: str) -> str:
 
 def generated() -> dict[Path, str]:
     """Each derived file and the text it should hold."""
-    files = {path: path.read_text() for path in [*(CONF / f"{c}.yaml" for c in SCHEMAS), DOCS]}
-    for command in SCHEMAS:
-        path = CONF / f"{command}.yaml"
-        files[path] = between(files[path], YAML_MARKERS, yaml_keys(command))
-    files[DOCS] = between(files[DOCS], TABLE_MARKERS, key_table())
-    return files
+    parts = {CONF / f"{c}.yaml": (YAML_MARKERS, yaml_keys(c)) for c in SCHEMAS} | {DOCS: (TABLE_MARKERS, key_table())}
+    return {path: between(path.read_text(), markers, content) for path, (markers, content) in parts.items()}
 
 
 if __name__ == "__main__":  # python -m digitcls.schema: rewrite conf/*.yaml's keys and docs/configuration.md's table

@@ -111,17 +111,6 @@ def build_trainer(cfg: DictConfig, output_dir: Path, callbacks: list[Callback]) 
         raise ConfigError(f"trainer: {error}") from None
 
 
-def best_score_and_epochs(checkpoint: BestCheckpoint, trainer: L.Trainer) -> tuple[float | None, int]:
-    """Best val acc and epochs run. After ddp_spawn the main process gets back only best_model_path
-    (Lightning: "TODO: pass also best score") and an unchanged current_epoch: read both from the files."""
-    score = checkpoint.best_model_score
-    if score is not None or not checkpoint.best_model_path:
-        return (float(score) if score is not None else None), trainer.current_epoch
-    best = read_checkpoint(checkpoint.best_model_path, "best checkpoint", mmap=True)
-    last = read_checkpoint(Path(checkpoint.dirpath) / "last.ckpt", "last checkpoint", mmap=True)
-    return float(best["callbacks"][checkpoint.state_key]["best_model_score"]), int(last["epoch"]) + 1
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then test the best checkpoint; return the run summary (also written to summary.json)."""
     cfg = validated(cfg, "train")
@@ -152,13 +141,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)
             test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
-    best_score, epochs_run = best_score_and_epochs(checkpoint, trainer)
+    best_score, epochs_run = checkpoint.best_model_score, trainer.current_epoch
+    if best_score is None and checkpoint.best_model_path:
+        # after ddp_spawn the main process gets back only best_model_path (Lightning: "TODO: pass also best
+        # score") and an unchanged current_epoch: read both from the files
+        best = read_checkpoint(checkpoint.best_model_path, "best checkpoint", mmap=True)
+        last = read_checkpoint(Path(checkpoint.dirpath) / "last.ckpt", "last checkpoint", mmap=True)
+        best_score, epochs_run = best["callbacks"][checkpoint.state_key]["best_model_score"], int(last["epoch"]) + 1
+    # epoch of the best checkpoint, read from its `_e{epoch}_{val_acc}.ckpt` file name
+    best_epoch = re.search(r"_e(\d+)_[^_/]*$", checkpoint.best_model_path or "")
     # training images per second of fit, validation included (a resumed fit ran only part of its epochs)
     fit_rate = None if resume_from else round(len(datamodule.train_dataset) * epochs_run / fit_seconds, 1)
     summary = {
-        "best_val_acc": best_score,
+        "best_val_acc": None if best_score is None else float(best_score),
         "best_checkpoint": str(Path(best_path).resolve()) if best_path else None,
-        "best_epoch": _epoch_of(checkpoint),
+        "best_epoch": int(best_epoch.group(1)) if best_epoch else None,
         "epochs_run": epochs_run,
         "test_acc": test_metrics.get("test_acc"),
         "test_metrics": test_metrics,
@@ -171,29 +168,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_summary(output_dir, summary)
-        print_summary(summary)
+        pct = {key: "n/a" if summary[key] is None else f"{summary[key]:.4%}" for key in ("best_val_acc", "test_acc")}
+        print(
+            "\n== digitcls training summary ==\n"
+            f"best val acc : {pct['best_val_acc']} (epoch {summary['best_epoch']})\n"
+            f"test acc     : {pct['test_acc']}\n"
+            f"checkpoint   : {summary['best_checkpoint']}\n"
+            f"output folder: {summary['output_dir']}\n"
+            f"wall time    : {summary['wall_time_s']:.1f} s",
+            flush=True,
+        )
     return summary
-
-
-def _epoch_of(checkpoint: BestCheckpoint) -> int | None:
-    """Epoch of the best checkpoint, read from its `_e{epoch}_{val_acc}.ckpt` file name."""
-    found = re.search(r"_e(\d+)_[^_/]*$", checkpoint.best_model_path or "")
-    return int(found.group(1)) if found else None
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    def pct(value: float | None) -> str:
-        return f"{value:.4%}" if value is not None else "n/a"
-
-    print(
-        "\n== digitcls training summary ==\n"
-        f"best val acc : {pct(summary['best_val_acc'])} (epoch {summary['best_epoch']})\n"
-        f"test acc     : {pct(summary['test_acc'])}\n"
-        f"checkpoint   : {summary['best_checkpoint']}\n"
-        f"output folder: {summary['output_dir']}\n"
-        f"wall time    : {summary['wall_time_s']:.1f} s",
-        flush=True,
-    )
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

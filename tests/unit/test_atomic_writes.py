@@ -120,11 +120,11 @@ WRITE_METHODS = {"write_text", "write_bytes", "to_csv", "to_json", "to_parquet",
 NOT_FILES = {"self", "handle", "table", "stream", "sys", "os", "log", "logger", "hasher", "digest", "atomic"}
 
 # Writes that are atomic at the folder level and reviewed by hand: `make data` writes each split's PNGs into
-# a temporary folder that `_swap_into_place` renames over the split as a whole; the lock file holds no data.
+# a temporary folder that `prepare_dataset` renames over the split as a whole; the lock file holds no data.
 REVIEWED = {
-    ("data/prepare.py", "_write_png"): "PNGs of a split written in a temporary folder, swapped in whole",
+    ("data/prepare.py", "_write_pngs"): "PNGs of a split written in a temporary folder, swapped in whole",
     ("data/prepare.py", "_exclusive"): "an empty lock file, never read",
-    ("callbacks/checkpoint.py", "_rewrite_last"): "last.ckpt through the AtomicCheckpointIO that BestCheckpoint installs",
+    ("callbacks/checkpoint.py", "on_train_epoch_end"): "last.ckpt through the AtomicCheckpointIO that BestCheckpoint installs",
     ("callbacks/interrupt.py", "on_exception"): "last.ckpt on Ctrl-C, through the same AtomicCheckpointIO",
 }
 

@@ -251,18 +251,18 @@ def test_crash_while_writing_leaves_nothing_and_next_run_succeeds(
 ) -> None:
     out = tmp_path / "out"
     calls = itertools.count()
-    real_write = prepare._write_png
+    real_write = cv2.imwrite
 
-    def crash_after_100(path: str, image: np.ndarray) -> None:
+    def crash_after_100(path: str, image: np.ndarray) -> bool:
         if next(calls) >= 100:
             raise KeyboardInterrupt  # like Ctrl-C in the middle of the write
-        real_write(path, image)
+        return real_write(path, image)
 
-    monkeypatch.setattr(prepare, "_write_png", crash_after_100)
+    monkeypatch.setattr(prepare.cv2, "imwrite", crash_after_100)
     with pytest.raises(KeyboardInterrupt):
         prepare_tiny(tiny_idx_dir, out)
     assert sorted(p.name for p in out.iterdir()) == [".prepare.lock"]  # no split, no temp folder, no manifest
-    monkeypatch.setattr(prepare, "_write_png", real_write)
+    monkeypatch.setattr(prepare.cv2, "imwrite", real_write)
     assert prepare_tiny(tiny_idx_dir, out) == {"train": 150, "val": 50, "test": 50}
 
 

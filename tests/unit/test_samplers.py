@@ -75,7 +75,8 @@ def test_training_order_depends_on_seed_and_epoch_only() -> None:
     data = list(range(40))
 
     def order(seed: int, epoch: int) -> list[int]:
-        sampler = EpochShuffle(data, seed=seed)  # a fresh object, as in a resumed process
+        # a fresh object, as in a resumed process
+        sampler = EpochShuffle(data, num_replicas=1, rank=0, seed=seed)
         sampler.set_epoch(epoch)
         return list(sampler)
 
@@ -83,7 +84,7 @@ def test_training_order_depends_on_seed_and_epoch_only() -> None:
     assert order(7, 0) != order(7, 1) and order(7, 1) != order(8, 1)
     assert sorted(order(7, 5)) == data
     # with 3 ranks each takes its share of the same permutation (padded to equal shares for training)
-    shares = [EpochShuffle(data, seed=7, rank=r, world=3) for r in range(3)]
+    shares = [EpochShuffle(data, num_replicas=3, rank=r, seed=7) for r in range(3)]
     for share in shares:
         share.set_epoch(2)
     assert set().union(*map(set, shares)) == set(data) and {len(s) for s in shares} == {14}

@@ -75,7 +75,13 @@ class BestCheckpoint(ModelCheckpoint):
         before = set(self.best_k_models)
         super().on_train_epoch_end(trainer, pl_module)
         self._prune(trainer, before)
-        self._rewrite_last(trainer)
+        # at the epoch's very end, after its validation: a resume starts the next epoch (saved from
+        # on_validation_end, the loops would resume inside an epoch whose validation already ran)
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.fast_dev_run
+        if fitting and trainer.global_step != self.last_saved_step:
+            self.last_model_path = self.last_path  # set before saving: it is part of the saved state
+            trainer.save_checkpoint(self.last_model_path, self.save_weights_only)
+            self.last_saved_step = trainer.global_step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         before = set(self.best_k_models)
@@ -88,12 +94,3 @@ class BestCheckpoint(ModelCheckpoint):
             for path in [path for path in self.best_k_models if path not in keep]:
                 self.best_k_models.pop(path)
                 trainer.strategy.remove_checkpoint(path)
-
-    def _rewrite_last(self, trainer: L.Trainer) -> None:
-        # at the epoch's very end, after its validation: a resume starts the next epoch (saved from
-        # on_validation_end, the loops would resume inside an epoch whose validation already ran)
-        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.fast_dev_run
-        if fitting and trainer.global_step != self.last_saved_step:
-            self.last_model_path = self.last_path  # set before saving: it is part of the saved state
-            trainer.save_checkpoint(self.last_model_path, self.save_weights_only)
-            self.last_saved_step = trainer.global_step

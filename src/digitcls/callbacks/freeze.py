@@ -35,22 +35,16 @@ def _set_batchnorm_mode(pl_module: pl.LightningModule, training: bool) -> None:
 
 
 class FreezeBackbone(BaseFinetuning):
-    """Freeze the body (weights *and* BatchNorm statistics) for epochs ``0 .. unfreeze_at_epoch - 1``.
+    """Freeze the body (weights *and* BatchNorm statistics) for epochs ``0 .. unfreeze_at_epoch - 1``
+    (docs/configuration.md); ``unfreeze_at_epoch=0`` does nothing.
 
-    While frozen, BatchNorm layers run in eval mode: they normalise with their running statistics
-    in training exactly as in validation. (Lightning's ``train_bn=False`` alone stops the statistics
-    from updating but still normalises training batches with batch statistics, so the head would learn
-    on features that validation never sees.)
-
-    At ``unfreeze_at_epoch`` the body joins the optimizer as a new param group at the head's *current*
-    learning rate, not Lightning's default of a tenth of it: the weights are a local file (often an
-    earlier run, or a model trained on other data) that still needs real training on digits, the
-    configured ``learning_rate`` stays the one that applies, and the scheduler drives both groups
-    alike (see :func:`~digitcls.model.optim.adopt_new_param_groups`).
-
-    ``unfreeze_at_epoch=0`` does nothing. Multi-process training is refused: DDP registers only the
-    parameters that require grad when it wraps the model, so a body unfrozen later would never have
-    its gradients synchronised (Lightning issue #20340) and the replicas would drift apart silently.
+    While frozen, BatchNorm layers run in eval mode: Lightning's ``train_bn=False`` alone stops the statistics
+    from updating but still normalises training batches with batch statistics, so the head would learn on
+    features that validation never sees. The body joins at the head's *current* learning rate, not Lightning's
+    default of a tenth of it: its weights (often an earlier run, or other data) still need real training on
+    digits (:func:`~digitcls.model.optim.adopt_new_param_groups`). Multi-process training is refused: DDP
+    registers only the parameters that require grad when it wraps the model, so a body unfrozen later would
+    never have its gradients synchronised (Lightning issue #20340) and the replicas would drift apart silently.
     """
 
     def __init__(self, unfreeze_at_epoch: int) -> None:
@@ -89,9 +83,7 @@ class FreezeBackbone(BaseFinetuning):
         if all(id(p) in in_optimizer for p in body.parameters()):
             self.make_trainable(body)  # resumed: BaseFinetuning already restored the param group
         else:
-            self.unfreeze_and_add_param_group(
-                body, optimizer, lr=optimizer.param_groups[0]["lr"], train_bn=True
-            )
+            self.unfreeze_and_add_param_group(body, optimizer, lr=optimizer.param_groups[0]["lr"], train_bn=True)
             for config in pl_module.trainer.lr_scheduler_configs:
                 if config.scheduler.optimizer is optimizer:
                     adopt_new_param_groups(config.scheduler)

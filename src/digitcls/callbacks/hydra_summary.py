@@ -1,14 +1,7 @@
-"""A Hydra callback that ends every multirun with a ranked summary of its jobs.
-
-Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``. In MULTIRUN mode:
-
-* ``on_job_end`` writes ``job_status.json`` into the job folder (status, error, wall time) and
-  keeps a failed job from ending the sweep;
-* ``on_multirun_end`` writes ``summary.csv``, ``summary.md`` and ``val_acc_curves.png`` into the
-  sweep folder (see :mod:`digitcls.reports.sweep`).
-
-Nothing happens in a single run (RUN mode), including Lightning's DDP child processes, which
-re-run the job in RUN mode.
+"""A Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``) that ends every multirun with a ranked
+summary of its jobs: ``job_status.json`` in each job folder, then ``summary.csv``, ``summary.md`` and
+``val_acc_curves.png`` in the sweep folder (:mod:`digitcls.reports.sweep`, docs/scaling.md). Nothing happens in
+a single run (RUN mode), including Lightning's DDP child processes, which re-run the job in RUN mode.
 """
 
 from __future__ import annotations
@@ -33,11 +26,6 @@ from digitcls.reports.sweep import JOB_STATUS_FILE, SUMMARY_MD, write_sweep_summ
 log = logging.getLogger(__name__)
 
 
-def is_global_rank_zero() -> bool:
-    """False in the extra processes of a job that SLURM or torchrun started once per device."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
-
-
 def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
@@ -60,7 +48,8 @@ class SweepSummary(Callback):
         wall_time = time.perf_counter() - self._started.pop(output_dir, time.perf_counter())
         failed = job_return.status == JobStatus.FAILED
         error: BaseException | None = failed_job_error(job_return) if failed else None
-        if is_global_rank_zero():
+        # not in the extra processes of a job that SLURM or torchrun started once per device
+        if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
             status = {
                 "job": config.hydra.job.num,
                 "status": "failed" if error else "ok",
@@ -71,12 +60,8 @@ class SweepSummary(Callback):
             atomic.write_json(Path(output_dir) / JOB_STATUS_FILE, status)
         if error is not None:
             # user errors carry a full explanation; anything else deserves its traceback in the job log
-            log.error(
-                "job #%s failed: %s",
-                config.hydra.job.num,
-                describe(error),
-                exc_info=None if isinstance(error, DigitclsError) else error,
-            )
+            log.error("job #%s failed: %s", config.hydra.job.num, describe(error),
+                      exc_info=None if isinstance(error, DigitclsError) else error)  # fmt: skip
             # Hydra's sweepers re-raise a failed job once the batch ends, which skips on_multirun_end
             # (no summary) and, with the Optuna sweeper, the remaining trials. The failure is recorded
             # above; the sweeper sees a job that returned None (Optuna: a failed trial) and goes on.
@@ -89,10 +74,5 @@ class SweepSummary(Callback):
         failed = rows.job[rows.status == "failed"].tolist()
         print((sweep_dir / SUMMARY_MD).read_text(), flush=True)
         if failed:
-            log.warning(
-                "%d of %d jobs failed (%s): see the error column of %s",
-                len(failed),
-                len(rows),
-                ", ".join(f"#{job}" for job in failed),
-                sweep_dir / SUMMARY_MD,
-            )
+            log.warning("%d of %d jobs failed (%s): see the error column of %s", len(failed), len(rows),
+                        ", ".join(f"#{job}" for job in failed), sweep_dir / SUMMARY_MD)  # fmt: skip

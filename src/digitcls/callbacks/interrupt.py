@@ -72,9 +72,8 @@ class InterruptCheckpoint(Callback):
             # a forked DataLoader worker inherited this handler: it keeps working, the main process decides
             return
         if not self._active:  # fit ended by an exception before we could restore: behave as before
-            previous = self._previous
-            if callable(previous):
-                previous(signum, frame)
+            if callable(self._previous):
+                self._previous(signum, frame)
                 return
             raise KeyboardInterrupt
         if self._requested:
@@ -82,11 +81,8 @@ class InterruptCheckpoint(Callback):
         self._requested = True
         # os.write to fd 2, not print: a signal handler may interrupt a print to the same stream, and
         # sys.stderr may have no file descriptor (a notebook's, pytest's capture)
-        os.write(
-            2,
-            b"\nCtrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to stop at once)\n",
-        )
-
+        notice = b"\nCtrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to stop at once)\n"
+        os.write(2, notice)
 
     # Installed after Lightning's signal connector has recorded the handlers to put back when fit ends (it
     # does so after on_fit_start), and before any DataLoader worker is forked (the sanity check's, then the

@@ -10,7 +10,7 @@ on training batches just before validation ("precise BN", Wu & Johnson, *Rethink
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import islice
 from typing import Any
 
@@ -24,9 +24,7 @@ from digitcls.private_apis import BatchNorm
 
 
 @torch.no_grad()
-def recompute_batchnorm_statistics(
-    model: nn.Module, layers: list[BatchNorm], inputs: Iterable[Tensor]
-) -> int:
+def recompute_batchnorm_statistics(model: nn.Module, layers: list[BatchNorm], inputs: Iterable[Tensor]) -> int:
     """Reset ``layers``' running statistics to the cumulative average of their statistics on ``inputs``.
 
     What :func:`torch.optim.swa_utils.update_bn` does (momentum ``None``: every batch weighs the same),
@@ -53,7 +51,8 @@ def recompute_batchnorm_statistics(
 
 
 class PreciseBatchNorm(Callback):
-    """Before each validation in ``fit``, recompute BatchNorm statistics on ``batches`` training batches.
+    """Before each validation in ``fit``, recompute BatchNorm statistics on ``batches`` (``precise_bn_batches``)
+    training batches.
 
     * **Which batches**: the first ``batches`` of the datamodule's training loader (seeded: the same images
       every time), *not* augmented: on MNIST that scored as well or better (docs/experiments.md, "Short runs").
@@ -63,9 +62,6 @@ class PreciseBatchNorm(Callback):
       ``EMAWeightAveraging`` swapped in the averaged weights, whatever the callback order: the statistics (and
       the checkpoint saved after validation) are those of the weights validated. Not in the sanity check, nor
       in ``trainer.validate``/``test``. The global random state is left as it was.
-
-    Args:
-        batches: how many training batches to average over (``precise_bn_batches``, >= 1).
     """
 
     def __init__(self, batches: int) -> None:
@@ -85,19 +81,12 @@ class PreciseBatchNorm(Callback):
         first_batch = batch_idx == 0 and dataloader_idx == 0
         if not first_batch or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not self._layers:
             return
-        # the loader draws its workers' base seed from the global generator: give it a copy
+        # A fresh loader, not `trainer.train_dataloader` (with persistent workers a second pass over it would
+        # restart the iterator training uses); the same batches on every rank (no distributed sampler); not
+        # augmented (the datamodule's transfer hooks augment only while the trainer trains); a batch is None when
+        # all its images were unreadable (on_bad_image=skip). The loader draws its workers' base seed from the
+        # global generator: give it a copy.
         with torch.random.fork_rng(devices=[]), trainer.precision_plugin.forward_context():
-            recompute_batchnorm_statistics(pl_module, self._layers, self._training_images(trainer))
-
-    def _training_images(self, trainer: pl.Trainer) -> Iterator[Tensor]:
-        """The first ``batches`` training batches' images on the model's device, not augmented.
-
-        A fresh loader from the datamodule, not ``trainer.train_dataloader``: with persistent workers a
-        second pass over that loader would restart the iterator training is using. Every process reads the
-        same batches (no distributed sampler), so all ranks compute the same statistics."""
-        for batch in islice(trainer.datamodule.train_dataloader(), self.batches):
-            if batch is None:  # every image of the batch was unreadable (on_bad_image=skip)
-                continue
-            # the datamodule's transfer hooks augment only while the trainer trains: not here
-            images, _ = trainer.strategy.batch_to_device(batch)
-            yield images
+            batches = islice(trainer.datamodule.train_dataloader(), self.batches)
+            images = (trainer.strategy.batch_to_device(batch)[0] for batch in batches if batch is not None)
+            recompute_batchnorm_statistics(pl_module, self._layers, images)

@@ -1,11 +1,5 @@
-"""The in-memory data path: each split decoded once into a uint8 tensor, cached on disk.
-
-The folder path decodes and resizes every image with OpenCV on every epoch, one Python call per item.
-Here a split is decoded once (the same ``load_inputs`` as the folder path, so the pixels are
-identical), stacked into one ``N x 3 x H x W`` uint8 tensor and saved under ``data/.cache``. The cache
-key covers the file list, sizes, mtimes and ``img_size``: any change rebuilds it. Batches are sliced
-from the tensor by index lists (``BatchSampler`` + ``batch_size=None``), so there is no per-item work
-at all and no need for worker processes.
+"""The in-memory data path (``data_cache=true``, docs/data.md): each split decoded once into a uint8 tensor,
+cached on disk under ``data/.cache`` and sliced into batches by index lists, with no per-item work.
 """
 
 from __future__ import annotations
@@ -36,11 +30,11 @@ def available_memory() -> int | None:
         return None
 
 
-def fits_in_memory(count: int, img_size: tuple[int, int], share: float = 0.5) -> bool:
-    """Whether ``count`` decoded uint8 RGB images take at most ``share`` of the available memory (the
-    rest is for the model, the batches and the other splits)."""
+def fits_in_memory(count: int, img_size: tuple[int, int]) -> bool:
+    """Whether ``count`` decoded uint8 RGB images take at most half the available memory (the rest is for the
+    model, the batches and the other splits)."""
     available = available_memory()
-    return available is None or count * 3 * img_size[0] * img_size[1] <= share * available
+    return available is None or count * 3 * img_size[0] * img_size[1] <= available / 2
 
 
 def _decode_all(split: Dataset) -> tuple[Tensor, Tensor]:
@@ -53,10 +47,8 @@ def _decode_all(split: Dataset) -> tuple[Tensor, Tensor]:
 
 
 def load_split(split: Dataset, cache_dir: Path) -> tuple[Tensor, Tensor]:
-    """``split`` (a ``datamodule.ImageFolderDataset``) decoded as ``(images uint8 N x 3 x H x W, labels int64
-    N)``, from the disk cache when current. Decoding goes through the split's own ``__getitem__``, so pixels,
-    the bad-image policy and the ``max_image_pixels`` check are the folder path's own.
-    """
+    """``split`` (a ``datamodule.ImageFolderDataset``) as (uint8 N x 3 x H x W, int64 N), from the disk cache
+    when current; decoded by its own ``__getitem__``: the folder path's pixels and bad-image handling."""
     # the key: everything the tensor depends on (the pixel limit decides which files are skipped)
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{tuple(split.img_size)}|{split.max_image_pixels}".encode())
     for file, label in split.samples:

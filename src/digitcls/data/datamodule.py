@@ -1,9 +1,6 @@
-"""Image folders -> batches: labelled train/val/test splits.
+"""Image folders -> batches: labelled train/val/test splits of uint8 C x H x W tensors at ``img_size``.
 
-Datasets yield uint8 C x H x W tensors already resized to ``img_size``; the model scales and normalises.
-Training augmentation runs batched on the device (``on_after_batch_transfer``), training only.
-A file that cannot be decoded becomes ``None`` and the collate function drops it, so no up-front decode
-of every file is needed.
+An undecodable file becomes ``None`` and the collate function drops it (no up-front decode of every file).
 """
 
 from __future__ import annotations
@@ -159,7 +156,7 @@ class DigitDataModule(L.LightningDataModule):
             self.setup("fit")
         rank, world = self._rank_and_world()
         # epoch k's order depends on (seed, k) only: a resumed run continues the same sequence of orders
-        order = EpochShuffle(self.train_dataset, seed=self.hparams.random_seed, rank=rank, world=world)
+        order = EpochShuffle(self.train_dataset, num_replicas=world, rank=rank, seed=self.hparams.random_seed)
         with warnings.catch_warnings():  # torchdata 0.11 calls torch.set_vital, deprecated by torch 2.14
             warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
             return self._loader(self.train_dataset, order, StatefulDataLoader)

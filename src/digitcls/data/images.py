@@ -81,10 +81,8 @@ def declared_size(data: np.ndarray, path: str | Path) -> tuple[int, int]:
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to ``size`` (height, width); a no-op when already that size.
-
-    INTER_AREA when shrinking in both directions (no aliasing), INTER_LINEAR otherwise.
-    """
+    """Resize to ``size`` (height, width), a no-op when already that size: INTER_AREA when shrinking in both
+    directions (no aliasing), INTER_LINEAR otherwise."""
     height, width = size
     in_height, in_width = image.shape[:2]
     if (in_height, in_width) == (height, width):

@@ -1,9 +1,7 @@
 """`python -m digitcls.data.prepare` (`make data`): MNIST IDX files -> lossless PNG folders (docs/data.md).
 
-Written under ``out_dir``: ``{train,val,test}/<label>/<n>.png`` (n = index in the IDX file; val is a seeded,
-class-stratified sample of the training file) and the manifest ``.prepared.json`` (raw files' MD5 and size,
-val_size, seed, counts) that makes a second run with the same inputs a no-op. Atomic: the splits are built in
-a temporary folder inside ``out_dir`` and renamed into place only when complete.
+``out_dir/{train,val,test}/<label>/<n>.png`` (n: index in the IDX file) plus the manifest ``.prepared.json``
+that makes a rerun with the same inputs a no-op; the splits are built in a temporary folder, then renamed.
 """
 
 from __future__ import annotations
@@ -44,12 +42,7 @@ TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 RAW_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 # the shapes of the official MNIST-family files: a file with these dimensions must have a known MD5
-OFFICIAL_SHAPES = {
-    TRAIN_IMAGES: (60000, 28, 28),
-    TRAIN_LABELS: (60000,),
-    TEST_IMAGES: (10000, 28, 28),
-    TEST_LABELS: (10000,),
-}
+OFFICIAL_SHAPES = dict(zip(RAW_FILES, [(60000, 28, 28), (60000,), (10000, 28, 28), (10000,)], strict=True))
 # (file name, md5) -> dataset: the checksums torchvision's MNIST, FashionMNIST and KMNIST downloads check;
 # filled on first use, since importing torchvision takes seconds and an up-to-date check needs none of it
 KNOWN_MD5: dict[tuple[str, str], str] = {}
@@ -57,7 +50,6 @@ SPLITS = ("train", "val", "test")
 MANIFEST = ".prepared.json"
 MANIFEST_VERSION = 1
 TMP_DIR = ".prepare-tmp"  # built here, renamed into place when complete
-LOCK = ".prepare.lock"
 CHUNK = 1000  # images per thread-pool task: large enough to amortise the task overhead
 
 
@@ -127,15 +119,15 @@ def download_raw_files(raw_dir: Path, download: bool) -> dict[str, Path]:
     return files
 
 
-def md5_of(path: Path) -> str:
-    """The file's MD5, as torchvision's ``calculate_md5`` computes it; not imported from there, because
-    ``import torchvision`` costs seconds that the "already up to date" check must not pay."""
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
-
-
 def raw_fingerprint(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {name: {"md5": md5_of(path), "size": path.stat().st_size} for name, path in files.items()}
+    """Each file's MD5 and size. The MD5 is torchvision's ``calculate_md5``, not imported from there:
+    ``import torchvision`` costs seconds that the "already up to date" check must not pay."""
+    fingerprint = {}
+    for name, path in files.items():
+        with path.open("rb") as file:  # streamed: another IDX dataset's files may be large
+            md5 = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        fingerprint[name] = {"md5": md5, "size": path.stat().st_size}
+    return fingerprint
 
 
 def load_raw(
@@ -154,8 +146,7 @@ def load_raw(
     if not KNOWN_MD5:
         from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
-        for known in (MNIST, FashionMNIST, KMNIST):
-            KNOWN_MD5.update({(name, digest): known.__name__ for name, digest in known.resources})
+        KNOWN_MD5.update({(n, d): k.__name__ for k in (MNIST, FashionMNIST, KMNIST) for n, d in k.resources})
     datasets: set[str] = set()
     for name, path in files.items():
         md5 = fingerprint[name]["md5"]
@@ -189,14 +180,10 @@ def stratified_val_indices(labels: np.ndarray, val_size: int, seed: int) -> np.n
     return np.sort(np.concatenate(chosen))
 
 
-def _write_png(path: str, image: np.ndarray) -> None:
-    if not cv2.imwrite(path, image):
-        raise DataError(f"could not write {path}: check free disk space and permissions.")
-
-
-def _write_chunk(jobs: list[tuple[str, np.ndarray]]) -> None:
+def _write_pngs(jobs: list[tuple[str, np.ndarray]]) -> None:
     for path, image in jobs:
-        _write_png(path, image)
+        if not cv2.imwrite(path, image):
+            raise DataError(f"could not write {path}: check free disk space and permissions.")
 
 
 def write_split(
@@ -213,9 +200,8 @@ def write_split(
     ]
     chunks = [jobs[s : s + CHUNK] for s in range(0, len(jobs), CHUNK)]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        written = pool.map(_write_chunk, chunks)  # re-raises the first error
-        for _ in track(written, description=f"writing {split_dir.name:5}", total=len(chunks)):
-            pass
+        written = pool.map(_write_pngs, chunks)  # re-raises the first error
+        list(track(written, description=f"writing {split_dir.name:5}", total=len(chunks)))
     return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
@@ -247,7 +233,7 @@ def _up_to_date(
 def _exclusive(out_dir: Path) -> Iterator[None]:
     """Serialise runs on one out_dir (e.g. every DDP rank calling ensure_prepared): the later ones then
     find the data up to date. Without fcntl (Windows) runs are not serialised."""
-    with (out_dir / LOCK).open("w") as lock:
+    with (out_dir / ".prepare.lock").open("w") as lock:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         yield
@@ -292,14 +278,8 @@ def prepare_dataset(
                 "--out-dir."
             )
         arrays, dataset = load_raw(files, fingerprint, md5_check)
-        manifest = {
-            "version": MANIFEST_VERSION,
-            "dataset": dataset,
-            "raw_files": fingerprint,
-            "val_size": val_size,
-            "seed": seed,
-        }
-        _build(arrays, out_dir, manifest)
+        manifest = _build(arrays, out_dir, {"version": MANIFEST_VERSION, "dataset": dataset,
+                                            "raw_files": fingerprint, "val_size": val_size, "seed": seed})
         manifest["seconds"] = round(time.perf_counter() - started, 2)
         atomic.write_json(out_dir / MANIFEST, manifest)
     log.info(
@@ -313,10 +293,9 @@ def prepare_dataset(
     return dict(manifest["counts"])
 
 
-def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write the three splits into a temporary folder, then rename them into place; fills ``manifest``."""
-    labels = arrays[TRAIN_LABELS]
-    val_size = manifest["val_size"]
+def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the three splits into a temporary folder, then rename them into place; returns the full manifest."""
+    labels, val_size = arrays[TRAIN_LABELS], manifest["val_size"]
     if val_size >= len(labels):
         raise ConfigError(f"--val-size {val_size} must be smaller than the {len(labels):,} training images.")
     val = stratified_val_indices(labels, val_size, manifest["seed"])
@@ -329,10 +308,10 @@ def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any
             "val": write_split(arrays[TRAIN_IMAGES], labels, val, tmp / "val"),
             "test": write_split(arrays[TEST_IMAGES], arrays[TEST_LABELS], test, tmp / "test"),
         }
-        manifest["counts"] = {split: sum(counts.values()) for split, counts in class_counts.items()}
-        manifest["class_counts"] = class_counts
+        manifest = {**manifest, "class_counts": class_counts, "complete": False,
+                    "counts": {split: sum(counts.values()) for split, counts in class_counts.items()}}
         # marked incomplete while swapping: a crash there leaves folders the next run knows it may replace
-        atomic.write_json(out_dir / MANIFEST, {**manifest, "complete": False})
+        atomic.write_json(out_dir / MANIFEST, manifest)
         for split in SPLITS:
             target = out_dir / split
             if target.exists() or target.is_symlink():  # moved aside, deleted with tmp (a symlink: unlinked)
@@ -340,7 +319,7 @@ def _build(arrays: dict[str, np.ndarray], out_dir: Path, manifest: dict[str, Any
             os.replace(tmp / split, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    manifest["complete"] = True
+    return {**manifest, "complete": True}
 
 
 def _counts_text(manifest: dict[str, Any] | None) -> str:
@@ -357,11 +336,8 @@ def ensure_prepared(
 ) -> None:
     """Called by train: nothing to do when the split folders exist; prepare them (``make data``'s defaults)
     when they are the missing train/val/test folders of one parent; otherwise a DataError naming the key."""
-    given = {
-        key: Path(p)
-        for key, p in (("train_path", train_path), ("val_path", val_path), ("test_path", test_path))
-        if p
-    }
+    keys = ("train_path", "val_path", "test_path")
+    given = {key: Path(p) for key, p in zip(keys, (train_path, val_path, test_path), strict=True) if p}
     missing = [key for key, path in given.items() if not path.is_dir()]
     if not missing:
         return

@@ -1,11 +1,7 @@
-"""Which images each process reads, in which order: exact in DDP, reproducible across resumes.
+"""The training order: exact in DDP, reproducible across resumes (docs/scaling.md, docs/troubleshooting.md).
 
-* :class:`EpochShuffle` (training): epoch k's order is a permutation seeded by ``seed + k`` (torch's
-  ``DistributedSampler`` rule), whatever process computes it, so a resumed run repeats no earlier epoch's order.
-  Each rank takes its share of it (padded to equal shares: DDP training needs the same step count everywhere).
-  The training loader is torchdata's ``StatefulDataLoader``: Lightning saves its ``state_dict`` in every
-  checkpoint and restores it before iterating, so a run stopped after batch b of epoch k resumes at batch
-  b + 1 of the same order.
+Epoch k's order is a permutation seeded by ``seed + k`` (torch's ``DistributedSampler`` rule), padded to equal
+shares per rank; Lightning saves the StatefulDataLoader's position in every checkpoint and restores it.
 """
 
 from __future__ import annotations
@@ -23,9 +19,6 @@ class EpochShuffle(StatefulDistributedSampler):
     ``last.ckpt`` written there) means the next epoch from its first index; torchdata's own would skip the
     saved number of indices of the next epoch, i.e. all of it.
     """
-
-    def __init__(self, dataset: Any, seed: int, rank: int = 0, world: int = 1) -> None:
-        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "epoch": self.epoch}

@@ -1,10 +1,5 @@
-"""The batched training augmentation.
-
-Normalisation belongs to the model (:func:`digitcls.model.backbones.normalization_for`, applied in its
-forward, so exported models and predict need no preprocessing); the augmentation runs on whole batches on the
-device (``DigitDataModule.on_after_batch_transfer``), which keeps the data-loader workers doing nothing but
-decoding.
-"""
+"""The training augmentation, batched on the device (``DigitDataModule.on_after_batch_transfer``) so that
+data-loader workers only decode; normalisation belongs to the model's forward (exports need none)."""
 
 from __future__ import annotations
 
@@ -41,14 +36,9 @@ def batch_augment(
     scale = low + (high - low) * (u[:, 2] + 1) / 2
     shift = torch.stack([u[:, 3] * params.translate[0], u[:, 4] * params.translate[1]], dim=1) * 2
     cos, sin = torch.cos(angle), torch.sin(angle)
-    # inverse of (rotate @ shear_x @ scale) = scale^-1 @ shear_x^-1 @ rotate^-1
-    inv = torch.stack(
-        [
-            torch.stack([cos + shear * sin, sin - shear * cos], dim=1),
-            torch.stack([-sin, cos], dim=1),
-        ],
-        dim=1,
-    ) / scale.view(n, 1, 1)
+    # inverse of (rotate @ shear_x @ scale) = scale^-1 @ shear_x^-1 @ rotate^-1, 2 x 2 per sample
+    inv = torch.stack([cos + shear * sin, sin - shear * cos, -sin, cos], dim=1).view(n, 2, 2)
+    inv = inv / scale.view(n, 1, 1)
     # pixel -> normalised units: (D^-1 A^-1 D)_ij = inv_ij * d_j / d_i with d = (width / 2, height / 2)
     half = torch.tensor([width / 2, height / 2], device=images.device)
     linear = inv * half.view(1, 1, 2) / half.view(1, 2, 1)

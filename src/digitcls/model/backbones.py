@@ -24,7 +24,6 @@ from digitcls.choices import (
     MOBILENET_NAMES,
     OUTPUT_STRIDES,
     SHUFFLENET,
-    import_timm,
     timm_architecture,
     timm_config,
 )
@@ -35,9 +34,6 @@ log = logging.getLogger(__name__)
 
 # model_name -> torchvision's architecture name
 _MOBILENETS: dict[str, str] = dict(zip(MOBILENET_NAMES, ("mobilenet_v3_large", "mobilenet_v3_small"), strict=True))
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Prefixes other trainers put in front of the model's key names (Lightning's `model.`/`backbone.`
 # attributes, DataParallel's `module.`, the tutorial's `pretrain_`). Stripped repeatedly, in any order.
@@ -66,7 +62,7 @@ def normalization_for(model_name: str) -> tuple[tuple[float, ...], tuple[float, 
     so a single-channel mean/std is replicated too. Unknown names are a :class:`ConfigError`.
     """
     if model_name in MOBILENET_NAMES or model_name == SHUFFLENET:
-        return IMAGENET_MEAN, IMAGENET_STD
+        return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's
     config = timm_config(model_name)  # a ConfigError for a name neither library builds
     mean, std = tuple(config.mean), tuple(config.std)
     return (mean * 3, std * 3) if len(mean) == 1 else (mean, std)
@@ -93,11 +89,8 @@ def build_backbone(
 ) -> nn.Module:
     """A randomly initialised ``model_name`` with a ``class_number``-way head; never downloads weights.
 
-    ``dropout`` acts just before the last Linear layer (timm's ``drop_rate``). The arguments are trusted:
-    :mod:`digitcls.schema` checked them. ``output_stride`` (MobileNetV3 only) 32 is torchvision's network
-    unchanged: a 32 px digit is 1x1 after the last stage. 16 or 8 set the first one or two stride-2 blocks to
-    stride 1 (as CIFAR-sized variants do; torchvision's ``dilated=True`` dilates the last stage instead and has
-    no 8), so later stages see 2x2 or 4x4 maps at 32 px. Strides hold no weights: weights files fit any value.
+    The arguments are trusted: :mod:`digitcls.schema` checked them. ``output_stride`` is docs/models.md's
+    (torchvision's ``dilated=True`` would dilate the last stage instead, and has no 8).
     """
     if model_name in MOBILENET_NAMES:
         # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
@@ -109,10 +102,11 @@ def build_backbone(
         model = shufflenet_v2_x1_0(weights=None, num_classes=class_number)
         model.fc = DropoutLinear(model.fc.in_features, class_number, dropout)
     else:
-        timm_config(model_name)  # a clear error for a name timm does not know
-        architecture = timm_architecture(model_name)
-        model = import_timm(model_name).create_model(
-            architecture, pretrained=False, num_classes=class_number, drop_rate=dropout, in_chans=3
+        timm_config(model_name)  # a clear error for a name timm does not know, or for timm not installed
+        import timm
+
+        model = timm.create_model(
+            timm_architecture(model_name), pretrained=False, num_classes=class_number, drop_rate=dropout, in_chans=3
         )
     # torchvision builds every BatchNorm with momentum=0.01: after a short run the running statistics
     # lag far behind the weights and eval accuracy collapses (26.9 % test after one MNIST epoch).

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics import MetricCollection, classification
 
 from digitcls.checkpoints import read_checkpoint
 from digitcls.choices import parse_img_size, parse_scheduler
@@ -27,21 +21,15 @@ from digitcls.schema import TRAIN
 
 # `average=` is always explicit: torchmetrics' defaults differ between wrappers (micro vs macro).
 METRICS = {
-    "acc": lambda n: MulticlassAccuracy(num_classes=n, average="micro"),
-    "f1": lambda n: MulticlassF1Score(num_classes=n, average="macro"),
-    "precision": lambda n: MulticlassPrecision(num_classes=n, average="macro"),
-    "recall": lambda n: MulticlassRecall(num_classes=n, average="macro"),
+    "acc": lambda n: classification.MulticlassAccuracy(num_classes=n, average="micro"),
+    "f1": lambda n: classification.MulticlassF1Score(num_classes=n, average="macro"),
+    "precision": lambda n: classification.MulticlassPrecision(num_classes=n, average="macro"),
+    "recall": lambda n: classification.MulticlassRecall(num_classes=n, average="macro"),
 }
 
 
 class NonFiniteLossError(DigitclsError):
     """The training loss became NaN or infinite."""
-
-
-def build_metrics(names: Sequence[str], class_number: int) -> MetricCollection:
-    if "acc" not in names:  # val_acc drives checkpoints, early stopping and the plateau scheduler
-        names = ["acc", *names]
-    return MetricCollection({name: METRICS[name](class_number) for name in names})
 
 
 class DigitClassifier(L.LightningModule):
@@ -89,7 +77,9 @@ class DigitClassifier(L.LightningModule):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smooth)
-        stage_metrics = build_metrics(metrics, len(self.class_names))
+        # val_acc drives checkpoints, early stopping and the plateau scheduler: always measured
+        names = metrics if "acc" in metrics else ["acc", *metrics]
+        stage_metrics = MetricCollection({name: METRICS[name](len(self.class_names)) for name in names})
         self.train_metrics = stage_metrics.clone(prefix="train_")
         self.val_metrics = stage_metrics.clone(prefix="val_")
         self.test_metrics = stage_metrics.clone(prefix="test_")
@@ -147,10 +137,7 @@ class DigitClassifier(L.LightningModule):
         else:
             steps = trainer.estimated_stepping_batches // max(1, trainer.max_epochs)
         schedulers = build_scheduler(
-            self.scheduler_spec,
-            optimizer,
-            warmup_epoch=hp.warmup_epoch,
-            epochs=trainer.max_epochs,
+            self.scheduler_spec, optimizer, warmup_epoch=hp.warmup_epoch, epochs=trainer.max_epochs,
             steps_per_epoch=int(steps),
         )
         return ([optimizer], schedulers) if schedulers else optimizer
@@ -168,23 +155,8 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
             f"model_path: {path} is not a digitcls checkpoint (no class_names in its hyperparameters). "
             "Use a .ckpt written by `python -m digitcls.train`; plain weights go to `pretrained=` instead."
         )
-    _check_hyperparameters(path, hparams, checkpoint["state_dict"])
-    try:
-        if "img_size" in hparams:  # checkpoints from before the schema parsed img_size hold an int
-            hparams = {**hparams, "img_size": list(parse_img_size(hparams["img_size"]))}
-        model = DigitClassifier(**hparams)
-        state = dict(checkpoint["state_dict"])
-        if "criterion.class_weight" in state:  # checkpoints from before nn.CrossEntropyLoss held the weight
-            state["criterion.weight"] = state.pop("criterion.class_weight")
-        model.load_state_dict(state)
-    except (DigitclsError, RuntimeError, KeyError, TypeError, ValueError) as error:  # constructors trust their values
-        raise CheckpointError(f"model_path: {path} does not match its own hyperparameters: {error}") from None
-    return model.eval()
-
-
-def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: Mapping[str, Any]) -> None:
-    """Before building anything: only this class's arguments, and as many class names as the head has
-    outputs (a small file must not make us allocate a head for millions of classes)."""
+    # before building anything: only this class's arguments, and as many class names as the head has
+    # outputs (a small file must not make us allocate a head for millions of classes)
     unknown = sorted(set(hparams) - set(inspect.signature(DigitClassifier).parameters))
     if unknown:
         raise CheckpointError(
@@ -196,7 +168,7 @@ def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: M
         head_key = f"backbone.{head_name(model_name)}.weight"  # named: state dict order says nothing
     except ConfigError as error:
         raise CheckpointError(f"model_path: {path} was trained with model_name={model_name}. {error}") from None
-    head = state_dict.get(head_key)
+    head = checkpoint["state_dict"].get(head_key)
     classes = len(hparams["class_names"])
     if not isinstance(head, Tensor) or head.ndim != 2 or head.shape[0] != classes:
         outputs = head.shape[0] if isinstance(head, Tensor) and head.ndim == 2 else "no"
@@ -204,3 +176,14 @@ def _check_hyperparameters(path: Path, hparams: Mapping[str, Any], state_dict: M
             f"model_path: {path} names {classes} classes but its last layer has {outputs} outputs ({head_key}): "
             "it is damaged or not a digitcls checkpoint."
         )
+    try:
+        if "img_size" in hparams:  # checkpoints from before the schema parsed img_size hold an int
+            hparams = {**hparams, "img_size": list(parse_img_size(hparams["img_size"]))}
+        model = DigitClassifier(**hparams)
+        state = dict(checkpoint["state_dict"])
+        if "criterion.class_weight" in state:  # checkpoints from before nn.CrossEntropyLoss held the weight
+            state["criterion.weight"] = state.pop("criterion.class_weight")
+        model.load_state_dict(state)
+    except (DigitclsError, RuntimeError, KeyError, TypeError, ValueError) as error:  # constructors trust their values
+        raise CheckpointError(f"model_path: {path} does not match its own hyperparameters: {error}") from None
+    return model.eval()

@@ -16,9 +16,6 @@ import numpy as np  # noqa: E402
 
 from digitcls.atomic import atomic_path, writer
 
-WRONG = "#d62728"
-RIGHT = "#222222"
-
 
 @writer
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
@@ -52,7 +49,7 @@ def image_grid(
         row, col = divmod(index, cols)  # a cell is 1 x 1 in data units: title on top, image below
         extent = (col + 0.1, col + 0.9, row + 0.98, row + 0.3)
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, extent=extent, interpolation="nearest")
-        colour = WRONG if is_wrong else RIGHT
+        colour = "#d62728" if is_wrong else "#222222"  # wrong: red
         ax.text(col + 0.5, row + 0.27, title, ha="center", va="bottom", fontsize=8, color=colour, parse_math=False)
     ax.set(xlim=(0, cols), ylim=(rows, 0), aspect="auto")
     if suptitle:

@@ -52,15 +52,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _job_number(job_dir: Path) -> int | None:
-    """Hydra's job number, from the job's saved Hydra config (the folder name need not be it)."""
-    try:
-        hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())
-        return int(hydra_cfg["hydra"]["job"]["num"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
-        return int(job_dir.name) if job_dir.name.isdigit() else None
-
-
 def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
@@ -68,6 +59,10 @@ def _finite(value: Any) -> float | None:
 def read_job(job_dir: Path) -> dict[str, Any]:
     """One row from a job folder; a job that left no summary.json is ``failed``."""
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    try:  # Hydra's job number, from the job's saved Hydra config (the folder name need not be it)
+        job = int(yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        job = int(job_dir.name) if job_dir.name.isdigit() else None
     summary = _read_json(job_dir / SUMMARY_FILE)
     status = _read_json(job_dir / JOB_STATUS_FILE) or {}
     error = status.get("error")
@@ -76,7 +71,7 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     failed = status.get("status") == "failed" or summary is None
     summary = summary or {}
     return {
-        "job": _job_number(job_dir),
+        "job": job,
         "status": "failed" if failed else "ok",
         "best_val_acc": _finite(summary.get("best_val_acc")),
         "test_acc": _finite(summary.get("test_acc")),

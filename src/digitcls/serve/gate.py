@@ -2,10 +2,9 @@
 
 This runs in the HTTP process, before LitServe queues the request for a model worker: LitServe decodes a
 whole batch at once, and one bad request raising in ``decode_request`` would fail every good request
-batched with it. Here a bad request is answered alone and never reaches the model. The checks, cheapest
-first: body size (from Content-Length, then counted), the body's form, the image header's pixel count,
-then decoding and the same preprocessing as ``predict`` (``preprocess`` -> resize to the model's
-``img_size``). What is forwarded is the model-sized uint8 input (a few KB), base64 in a JSON body.
+batched with it. Here a bad request is answered alone and never reaches the model; the checks run cheapest
+first (body size, the body's form, the header's pixel count, decoding as ``predict`` does). What is forwarded
+is the model-sized uint8 input (a few KB), base64 in a JSON body.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -97,25 +96,20 @@ async def _parse_multipart(scope: Scope, body: bytes, receive: Receive) -> Uploa
         detail = getattr(error, "detail", error)
         raise RequestError(400, f"the multipart body could not be parsed ({detail}); {USAGE}.") from None
     try:
-        upload = _the_file(form)
+        # the form's one file, whatever its field is called (`curl -F file=@3.png` works); among several,
+        # the one in field "image"
+        files = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
+        candidates = [value for name, value in files if name == "image"] or [value for _, value in files]
+        if not files:
+            raise RequestError(400, f"the multipart body has no file; {USAGE}.")
+        if len(candidates) > 1:
+            fields = ", ".join(f'"{name}"' for name, _ in files)
+            choose = 'send one file, or name only the one to read "image"'
+            raise RequestError(400, f"the multipart body has {len(files)} files (fields {fields}); {choose}.")
         preprocess = _checked_preprocess(form.get("preprocess", "none"))
-        return Upload(await upload.read(), upload.filename or "the image", preprocess)
+        return Upload(await candidates[0].read(), candidates[0].filename or "the image", preprocess)
     finally:
         await form.close()
-
-
-def _the_file(form: FormData) -> UploadFile:
-    """The form's one file, whatever its field is called (``curl -F file=@3.png`` works); among several,
-    the one in field "image"."""
-    files = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
-    candidates = [value for name, value in files if name == "image"] or [value for _, value in files]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not files:
-        raise RequestError(400, f"the multipart body has no file; {USAGE}.")
-    fields = ", ".join(f'"{name}"' for name, _ in files)
-    choose = 'send one file, or name only the one to read "image"'
-    raise RequestError(400, f"the multipart body has {len(files)} files (fields {fields}); {choose}.")
 
 
 def _parse_json(body: bytes) -> Upload:

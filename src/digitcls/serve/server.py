@@ -58,12 +58,8 @@ def build_server(cfg: DictConfig, model_path: Path, predictor: Predictor) -> ls.
 
 
 def banner(cfg: DictConfig, model_path: Path) -> str:
-    where = HOSTS[cfg.host]
     shown = "[::]" if cfg.host == "::" else cfg.host
-    lines = [
-        f"digitcls serve: {model_path}",
-        f"listening on http://{shown}:{cfg.port}/ ({where})",
-    ]
+    lines = [f"digitcls serve: {model_path}", f"listening on http://{shown}:{cfg.port}/ ({HOSTS[cfg.host]})"]
     if cfg.host == "127.0.0.1":
         lines.append("local only: other machines cannot connect; host=0.0.0.0 listens on every interface")
     else:
