@@ -216,6 +216,33 @@ def train_table() -> str:
     )
 
 
+def ops_table() -> str:
+    result = load("ops")
+    metrics, details = result["metrics"], result["details"]
+    rows = [
+        [kind, percent(row["share_of_step_time"], 1), percent(row["share_of_flops"], 1) if row["share_of_flops"] else "—",
+         f"{row['gflops']:.1f}" if row["gflops"] else "—", percent(row["share_of_matmul"], 1) if row["gflops"] else "—"]
+        for kind, row in metrics["kinds"].items()
+    ]
+    rows.append(["**the whole step**", "100 %", "100 %", f"**{metrics['step_gflops']:.1f}**",
+                 f"**{percent(metrics['step_share_of_matmul'], 1)}**"])
+    header = ["kind of operation", "share of the step's time", "share of its FLOPs", "GFLOP/s",
+              f"share of the {metrics['matmul_peak_gflops']:.0f} GFLOP/s fp32 matmul"]
+    return table(header, rows) + (
+        f"\n\n{details['model']}, {details['img_size']} px, batch {details['batch_size']}, "
+        f"{'channels_last' if details['channels_last'] else 'NCHW'}, {details['precision']}, AdamW; "
+        f"{details['steps']} profiled steps. Measured on {where(result)}.\n\nWere everything but the dense "
+        "convolutions and linear layers free, the step would reach "
+        f"**{percent(metrics['ceiling_share_of_matmul'], 1)}** of the matmul rate.\n\nOne optimizer step on the model's "
+        "weights (unprofiled, medians), torch's fused update, which `build_optimizer` asks for, against torch's "
+        "CPU default, a loop over the weight tensors: "
+        + "; ".join(f"{name} {ms['fused_ms']:.1f} ms against {ms['loop_ms']:.1f} ms "
+                    f"(**{metrics['fused_optimizer_speedup'][name]:.1f}×** faster)"
+                    for name, ms in metrics["optimizer_step_ms"].items())
+        + "."
+    )
+
+
 # --- accuracy ---------------------------------------------------------------------------------------------------
 
 
@@ -403,6 +430,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "ratios": ratios_table,
     "predict": predict_table,
     "train": train_table,
+    "ops": ops_table,
     "accuracy": accuracy_table,
     "shapes": shapes_table,
     "tta": tta_table,

@@ -1,15 +1,8 @@
 """Optimizers by name and learning-rate schedules from the tutorial's one-string grammar.
 
-Both are tables: :data:`OPTIMIZERS` (name → class and default arguments) and
-:data:`digitcls.choices.SCHEDULER_FORMS` (the grammar: pattern, parser and documentation of each form, beside
-the other config values so the schema checks it without torch). The scheduler table of docs/configuration.md and the error
-for a bad ``scheduler`` are generated from the latter (``python -m digitcls.model.optim`` prints the table).
-
-``warmup_epoch = W > 0`` ramps the lr linearly, batch by batch, from ``learning_rate / 10`` to
-``learning_rate`` over the first W epochs, for every form. The main schedule then starts its own clock at
-epoch W (``step-10`` first decays at epoch W + 10, ``cosine`` spans the remaining epochs, the plateau
-patience starts counting after the warm-up). For ``onecycle`` the warm-up is its own rising phase:
-pct_start = W / epochs, from learning_rate / 10 (cosine-shaped: its middle is the mean of both ends too).
+The grammar lives in :data:`digitcls.choices.SCHEDULER_FORMS` (the schema checks it without torch);
+``python -m digitcls.model.optim`` prints docs/configuration.md's table of it. ``warmup_epoch``, as that page
+describes, is a per-batch ramp from ``learning_rate / 10`` built here for every form.
 """
 
 from __future__ import annotations
@@ -36,11 +29,13 @@ from torch.optim.lr_scheduler import (
 from digitcls.choices import SchedulerSpec, parse_scheduler, scheduler_table
 from digitcls.private_apis import nested_schedulers
 
-# name -> (class, its arguments besides lr and weight_decay); AdaBelief and Ranger from pytorch_optimizer
+# name -> (class, its arguments besides lr and weight_decay); AdaBelief and Ranger from pytorch_optimizer.
+# fused=True: torch's one-kernel update, on CPU and GPU. Without it torch's CPU default loops over the weight
+# tensors a few ops at a time, several times slower (bench/bench_ops.py measures both; docs/benchmarks.md).
 OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
-    "Adam": (torch.optim.Adam, {}),
-    "AdamW": (torch.optim.AdamW, {}),
-    "SGD": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+    "Adam": (torch.optim.Adam, {"fused": True}),
+    "AdamW": (torch.optim.AdamW, {"fused": True}),
+    "SGD": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "fused": True}),
     "AdaBelief": (AdaBelief, {}),
     "Ranger": (Ranger, {}),
 }
@@ -145,10 +140,6 @@ def build_scheduler(
     return [{"scheduler": warmup, "interval": "step", "frequency": 1}, *configs]
 
 
-# keys schedulers store in a param group (OneCycleLR: all of them; the others: initial_lr)
-_SCHEDULE_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
-
-
 def adopt_new_param_groups(scheduler: object) -> None:
     """Make ``scheduler`` drive param groups added to its optimizer after it was built (the freeze
     callback adds the backbone's), on the same schedule as the first group.
@@ -159,7 +150,8 @@ def adopt_new_param_groups(scheduler: object) -> None:
     """
     groups = scheduler.optimizer.param_groups  # type: ignore[attr-defined]
     for group in groups[1:]:
-        for key in _SCHEDULE_KEYS:
+        # keys schedulers store in a param group (OneCycleLR: all of them; the others: initial_lr)
+        for key in ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"):
             if key in groups[0]:
                 group.setdefault(key, groups[0][key])
     for child in nested_schedulers(scheduler):
