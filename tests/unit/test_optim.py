@@ -59,6 +59,36 @@ def test_sgd_uses_nesterov_momentum() -> None:
 
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
+def test_torchs_optimizers_take_the_fused_update_unless_told_not_to(name: str) -> None:
+    assert build_optimizer(name, params(), lr=0.01, weight_decay=0).defaults["fused"] is True
+    assert build_optimizer(name, params(), lr=0.01, weight_decay=0, fused=False).defaults["fused"] is False
+
+
+class OptimizerSeen(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.fused = trainer.optimizers[0].defaults["fused"]
+
+
+@pytest.mark.parametrize(("precision", "clip", "fused"),
+                         [("bf16-mixed", None, True), ("bf16-mixed", 1.0, False), ("32-true", 1.0, True)])
+def test_mixed_precision_with_gradient_clipping_trains_with_an_unfused_optimizer(precision, clip, fused) -> None:
+    """Lightning's mixed precision refuses to clip a fused optimizer's gradients ("does not allow for gradient
+    clipping ... a 'fused' optimizer?", also under bf16-mixed, the default on recent GPUs): with gradient_clip_val
+    the module asks for torch's per-tensor update there, and only there. A real Trainer, on CPU."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.arange(4) % 2), batch_size=2)
+    model = DigitClassifier(model_name="mobilenetv3_small", class_names=["a", "b"], img_size=(32, 32),
+                            optimizer="AdamW", scheduler="none")  # fmt: skip
+    seen = OptimizerSeen()
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=1, precision=precision, gradient_clip_val=clip,
+                        logger=False, callbacks=[seen], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, data)
+    assert seen.fused is fused and trainer.global_step == 2
+
+
 # ------------------------------------------------------------------------------------- grammar
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 from torchmetrics import MetricCollection, classification
 
@@ -127,8 +128,12 @@ class DigitClassifier(L.LightningModule):
         hp = self.hparams
         # only trainable parameters: the freeze callback adds the backbone's later
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = build_optimizer(hp.optimizer, params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         trainer = self.trainer
+        # Lightning's mixed precision (16- and bf16-mixed) refuses to clip the gradients of a fused optimizer,
+        # whose step may unscale them itself: clipping then takes torch's per-tensor update
+        mixed = isinstance(trainer.precision_plugin, MixedPrecision)
+        optimizer = build_optimizer(hp.optimizer, params, lr=hp.learning_rate, weight_decay=hp.weight_decay,
+                                    fused=not (mixed and trainer.gradient_clip_val))
         if trainer.datamodule is not None:
             # counted on a loader of its own: trainer.estimated_stepping_batches would build Lightning's training
             # loader now, before a resumed run's checkpoint is restored, and that loader (Lightning 2.6 builds it

@@ -42,10 +42,12 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
 _BY_FOLDED_NAME = {name.lower(): entry for name, entry in OPTIMIZERS.items()}
 
 
-def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float) -> Optimizer:
+def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float, fused: bool = True) -> Optimizer:
     """``name`` is matched case-insensitively but whole (``adamw``, ``AdamW``; never ``adam`` for ``adamw``).
-    The arguments are trusted: :mod:`digitcls.schema` checked them."""
+    The arguments are trusted: :mod:`digitcls.schema` checked them. ``fused=False``: torch's per-tensor update."""
     cls, defaults = _BY_FOLDED_NAME[name.lower()]
+    if "fused" in defaults:
+        defaults = {**defaults, "fused": fused}
     return cls(params, lr=float(lr), weight_decay=float(weight_decay), **defaults)
 
 
