@@ -22,8 +22,8 @@ asks for) against torch's CPU default, a loop over the weight tensors, rounds in
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -38,7 +38,9 @@ from benchlib import (
     log,
     matmul_gflops,
     quiet_libraries,
+    ratio,
     start_quiet,
+    timed,
     training_flops_per_image,
 )
 from torch import Tensor, nn
@@ -62,6 +64,11 @@ KINDS_BY_NAME = {
 }
 
 
+def convolution_kind(in_channels_per_group: int, kernel_area: int) -> str:
+    """Depthwise: one input channel per group and a k x k kernel, k > 1; dense: every other convolution."""
+    return DEPTHWISE if in_channels_per_group == 1 and kernel_area > 1 else DENSE
+
+
 def kind_of(event: Any) -> str:
     """The kind of one profiler event (a ``torch.autograd.profiler_util.FunctionEvent``). A convolution's work runs
     in whichever kernel torch picks for its shape and thread count (oneDNN, ``_slow_conv2d_forward``, ...), so
@@ -72,8 +79,8 @@ def kind_of(event: Any) -> str:
         if name.startswith("Optimizer."):
             return OPTIMIZER
         if name in ("aten::convolution", "aten::convolution_backward"):
-            weight = shapes[2] if name.endswith("backward") else shapes[1]
-            return DEPTHWISE if weight[1] == 1 and weight[2] * weight[3] > 1 else DENSE
+            weight = shapes[2] if name.endswith("backward") else shapes[1]  # out, in per group, kh, kw
+            return convolution_kind(weight[1], weight[2] * weight[3])
         ancestor = ancestor.cpu_parent
     for kind, parts in KINDS_BY_NAME.items():
         if any(part in event.name for part in parts):
@@ -87,10 +94,9 @@ def flops_by_kind(model: nn.Module, images: Tensor) -> dict[str, float]:
 
     def count(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         if isinstance(module, nn.Conv2d):
-            in_per_group = module.in_channels // module.groups
-            macs = output.numel() * in_per_group * module.kernel_size[0] * module.kernel_size[1]
-            depthwise = in_per_group == 1 and module.kernel_size[0] * module.kernel_size[1] > 1
-            flops[DEPTHWISE if depthwise else DENSE] += 3 * 2 * macs / len(images)
+            in_per_group, kernel_area = module.in_channels // module.groups, math.prod(module.kernel_size)
+            macs = output.numel() * in_per_group * kernel_area
+            flops[convolution_kind(in_per_group, kernel_area)] += 3 * 2 * macs / len(images)
         else:
             flops[LINEAR] += 3 * 2 * output.numel() * module.in_features / len(images)
 
@@ -116,10 +122,9 @@ def optimizer_step_ms(model: nn.Module, rounds: int) -> dict[str, dict[str, floa
     times: dict[tuple[str, bool], list[float]] = defaultdict(list)
     for round_index in range(rounds + 1):
         for key, optimizer in optimizers.items():
-            started = time.perf_counter()
-            optimizer.step()
+            _, seconds = timed(optimizer.step)
             if round_index:  # the first round allocates the optimizers' state
-                times[key].append(time.perf_counter() - started)
+                times[key].append(seconds)
     return {
         name: {
             "fused_ms": round(1e3 * statistics.median(times[name, True]), 2),
@@ -171,7 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     optimizer_ms = optimizer_step_ms(trainee.model, rounds=3 if args.quick else 20)
     metrics = {
         "optimizer_step_ms": optimizer_ms,
-        "fused_optimizer_speedup": {name: round(ms["loop_ms"] / ms["fused_ms"], 2) for name, ms in optimizer_ms.items()},
+        "fused_optimizer_speedup": {name: ratio(ms["loop_ms"], ms["fused_ms"]) for name, ms in optimizer_ms.items()},
         "matmul_peak_gflops": round(matmul, 1),
         "step_gflops": round(whole_gflops, 1),
         "step_share_of_matmul": round(whole_gflops / matmul, 4),

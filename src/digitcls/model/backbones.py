@@ -89,8 +89,9 @@ def build_backbone(
 ) -> nn.Module:
     """A randomly initialised ``model_name`` with a ``class_number``-way head; never downloads weights.
 
-    The arguments are trusted: :mod:`digitcls.schema` checked them. ``output_stride`` is docs/models.md's
-    (torchvision's ``dilated=True`` would dilate the last stage instead, and has no 8).
+    The arguments are trusted: :mod:`digitcls.schema` checked them. ``output_stride`` (docs/models.md) sets the
+    first stride-2 blocks to stride 1 (torchvision's ``dilated=True`` would dilate the last stage instead, and has
+    no 8); strides hold no weights, so weights files fit any value.
     """
     if model_name in MOBILENET_NAMES:
         # torchvision's own block table and network (what mobilenet_v3_large/small build), strides edited
